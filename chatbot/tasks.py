@@ -1,0 +1,53 @@
+"""The large tier's Celery task. It takes an id and re-reads everything, so a redelivery is harmless."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from chatbot import prompts
+from chatbot.llm import LLMError, get_backend
+from support.conversations import actions, broadcast
+from support.conversations.protocol import token_frame
+
+logger = logging.getLogger(__name__)
+MAX_RETRIES = 3
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=settings.TANDEM_LLM_TASK_TIME_LIMIT,
+    time_limit=settings.TANDEM_LLM_TASK_TIME_LIMIT + 30,
+)
+def answer_with_large_model(self, message_id: int) -> None:  # type: ignore[no-untyped-def]
+    message = actions.pending_large_answer(message_id)
+    if message is None:
+        logger.info("Message %s already has a large-model answer (or is gone): nothing to do", message_id)
+        return
+    conversation_id, reply_to = message.conversation_id, message.client_id
+
+    def stream(delta: str) -> None:
+        broadcast.send_to_conversation(conversation_id, token_frame(reply_to, delta))
+
+    try:
+        generation = get_backend().generate(
+            prompts.build(message), max_tokens=settings.TANDEM_LLM_MAX_TOKENS, on_token=stream
+        )
+    except LLMError as error:
+        if self.request.retries >= MAX_RETRIES:
+            actions.large_answer_failed(message_id, str(error))
+            return
+        raise self.retry(exc=error, countdown=2 ** (self.request.retries + 1)) from error
+    except SoftTimeLimitExceeded:
+        actions.large_answer_failed(message_id, "time limit exceeded")
+        return
+    if not generation.text.strip():
+        actions.large_answer_failed(message_id, "the model returned an empty answer")
+        return
+    actions.store_large_answer(message_id, generation)

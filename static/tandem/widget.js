@@ -1,0 +1,700 @@
+/*!
+ * Tandem web chat widget — protocol v1.
+ *
+ * Embed with one tag:
+ *   <script src="https://support.example.com/static/tandem/widget.js"
+ *           data-server="https://support.example.com"
+ *           data-title="Example support" defer></script>
+ *
+ * Optional attributes: data-server (http(s) base URL; default: origin of the
+ * script src), data-title (default "Support"), data-open="true" (start open),
+ * data-css (stylesheet URL; default: widget.css next to this script).
+ *
+ * Plain ES2019, no dependencies, no build step. Everything coming from the
+ * server or the user is rendered as text (textContent / text nodes), never as
+ * HTML.
+ */
+(() => {
+  'use strict';
+
+  const VERSION = '1';
+  const MAX_LEN = 2000;
+  const BACKOFF_MIN_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+  const HANDSHAKE_TIMEOUT_MS = 15000;
+  const CSS_REVEAL_TIMEOUT_MS = 3000;
+  const TIERS = ['small', 'large', 'agent'];
+
+  // ---------------------------------------------------------------- config --
+
+  // document.currentScript must be read synchronously, before anything async.
+  const script = findOwnScript();
+  const data = (script && script.dataset) || {};
+  const scriptSrc = script && script.src ? script.src : '';
+
+  function findOwnScript() {
+    const cur = document.currentScript;
+    if (cur && cur.tagName === 'SCRIPT') return cur;
+    const all = document.getElementsByTagName('script');
+    for (let i = all.length - 1; i >= 0; i--) {
+      const src = (all[i].getAttribute('src') || '').split(/[?#]/)[0];
+      if (/tandem\/widget\.js$/.test(src)) return all[i];
+    }
+    return null;
+  }
+
+  function resolveServerBase() {
+    let fallback = location.origin;
+    try {
+      if (scriptSrc) fallback = new URL(scriptSrc, location.href).origin;
+    } catch (e) { /* keep location.origin */ }
+    let url;
+    try {
+      url = new URL((data.server || '').trim() || fallback, location.href);
+    } catch (e) {
+      url = new URL(fallback);
+    }
+    // Scheme + host + path prefix, no query/hash, no trailing slash.
+    return (url.protocol + '//' + url.host + url.pathname).replace(/\/+$/, '');
+  }
+
+  const serverBase = resolveServerBase();
+  const title = (data.title || '').trim() || 'Support';
+  const startOpen = String(data.open || '').toLowerCase() === 'true';
+  const STORAGE_KEY = 'tandem:token:' + serverBase;
+
+  function buildSocketUrl(token, after) {
+    // http://host/prefix -> ws://host/prefix/ws/chat/ ; https -> wss.
+    const base = /^wss?:/i.test(serverBase) ? serverBase : serverBase.replace(/^http/i, 'ws');
+    const params = new URLSearchParams();
+    if (token) params.set('token', token);
+    params.set('after', String(after));
+    return base + '/ws/chat/?' + params.toString();
+  }
+
+  function loadToken() {
+    try { return window.localStorage.getItem(STORAGE_KEY) || null; } catch (e) { return null; }
+  }
+
+  function saveToken(token) {
+    try { window.localStorage.setItem(STORAGE_KEY, token); } catch (e) { /* private mode etc. */ }
+  }
+
+  // ----------------------------------------------------------------- state --
+
+  const state = {
+    token: loadToken(),   // token we will send on the next connect
+    sentToken: null,      // token sent on the current connection
+    conversation: null,
+    lastSeq: 0,           // highest stored seq shown
+    ws: null,
+    online: false,        // session frame received on the current socket
+    everOnline: false,
+    attempt: 0,
+    reconnectTimer: null,
+    handshakeTimer: null,
+    unloading: false,
+    open: false,
+  };
+  // client id -> {id, text, el, acked, failed}; Map keeps send order.
+  const messages = new Map();
+  const streams = new Map();    // reply_to -> {el, textNode}
+  const answered = new Set();   // reply_to ids that got a final answer
+  const escalated = new Set();  // reply_to ids waiting for a specialist
+
+  // -------------------------------------------------------------------- DOM --
+
+  function h(tag, className, attrs) {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    if (attrs) {
+      Object.keys(attrs).forEach((k) => el.setAttribute(k, attrs[k]));
+    }
+    return el;
+  }
+
+  function svgIcon(className, paths) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('class', className);
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('width', '24');
+    svg.setAttribute('height', '24');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    paths.forEach((d) => {
+      const p = document.createElementNS(NS, 'path');
+      p.setAttribute('d', d);
+      svg.appendChild(p);
+    });
+    return svg;
+  }
+
+  const root = h('div', 'tandem-root', { id: 'tandem-widget' });
+
+  const launcher = h('button', 'tandem-launcher', {
+    type: 'button',
+    'aria-label': 'Open support chat',
+    'aria-expanded': 'false',
+    'aria-controls': 'tandem-panel',
+  });
+  launcher.appendChild(svgIcon('tandem-icon tandem-icon-chat', [
+    'M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z',
+  ]));
+  launcher.appendChild(svgIcon('tandem-icon tandem-icon-close', ['M6 6l12 12M18 6L6 18']));
+
+  const panel = h('div', 'tandem-panel', {
+    id: 'tandem-panel',
+    role: 'region',
+    'aria-label': title,
+  });
+  panel.hidden = true;
+
+  const header = h('div', 'tandem-header');
+  const titleEl = h('div', 'tandem-title');
+  titleEl.textContent = title;
+  const closeBtn = h('button', 'tandem-close', { type: 'button', 'aria-label': 'Close chat' });
+  closeBtn.appendChild(svgIcon('tandem-icon', ['M6 6l12 12M18 6L6 18']));
+  header.appendChild(titleEl);
+  header.appendChild(closeBtn);
+
+  const empty = h('div', 'tandem-empty');
+  empty.textContent = 'Hi! Ask us anything \u2014 we usually answer right away.';
+
+  const log = h('div', 'tandem-log', {
+    role: 'log',
+    'aria-live': 'polite',
+    'aria-label': 'Conversation',
+    tabindex: '0',
+  });
+
+  const status = h('div', 'tandem-status', { role: 'status', 'data-state': 'connecting' });
+
+  const form = h('form', 'tandem-form', { novalidate: '' });
+  const inputLabel = h('label', 'tandem-sr-only', { for: 'tandem-input' });
+  inputLabel.textContent = 'Type your message';
+  const input = h('textarea', 'tandem-input', {
+    id: 'tandem-input',
+    name: 'tandem-message',
+    maxlength: String(MAX_LEN),
+    rows: '1',
+    placeholder: 'Type your message\u2026',
+    autocomplete: 'off',
+  });
+  const sendBtn = h('button', 'tandem-send', { type: 'submit', 'aria-label': 'Send message' });
+  sendBtn.appendChild(svgIcon('tandem-icon', ['M3 20l18-8L3 4v6l12 2-12 2z']));
+  form.appendChild(inputLabel);
+  form.appendChild(input);
+  form.appendChild(sendBtn);
+
+  panel.appendChild(header);
+  panel.appendChild(empty);
+  panel.appendChild(log);
+  panel.appendChild(status);
+  panel.appendChild(form);
+  root.appendChild(panel);
+  root.appendChild(launcher);
+
+  // -------------------------------------------------------------- bubbles --
+
+  function makeBubble(kind, text) {
+    const el = h('div', 'tandem-msg');
+    el.setAttribute('data-kind', kind);
+    const span = h('span', 'tandem-text');
+    const node = document.createTextNode(text == null ? '' : String(text));
+    span.appendChild(node);
+    el.appendChild(span);
+    return el;
+  }
+
+  function setBubbleText(el, text) {
+    const span = el.querySelector('.tandem-text');
+    span.textContent = text == null ? '' : String(text);
+  }
+
+  function setMeta(el, text) {
+    let meta = el.querySelector('.tandem-meta');
+    if (!meta) {
+      meta = h('div', 'tandem-meta');
+      el.appendChild(meta);
+    }
+    meta.textContent = text;
+  }
+
+  function tierLabel(tier, agent) {
+    if (tier === 'small') return 'Answered instantly';
+    if (tier === 'agent') {
+      const name = typeof agent === 'string' && agent.trim() ? agent.trim() : 'a support agent';
+      return 'Answered by ' + name;
+    }
+    return 'Answered by our AI assistant';
+  }
+
+  // Stored (sequenced) content goes before customer messages that are still
+  // pending, so the log keeps the server's order.
+  function placeStored(el) {
+    const firstPending = log.querySelector('.tandem-msg.tandem-pending');
+    if (el.parentNode !== log) {
+      if (firstPending) log.insertBefore(el, firstPending);
+      else log.appendChild(el);
+    } else if (firstPending && firstPending !== el &&
+               (firstPending.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING)) {
+      log.insertBefore(el, firstPending);
+    }
+    contentChanged();
+  }
+
+  function appendLive(el) {
+    log.appendChild(el);
+    contentChanged();
+  }
+
+  function contentChanged() {
+    empty.hidden = !!log.querySelector('.tandem-msg');
+    scrollToBottom();
+  }
+
+  function scrollToBottom() {
+    log.scrollTop = log.scrollHeight;
+  }
+
+  // --------------------------------------------------------------- status --
+
+  function updateStatus() {
+    let st;
+    let text;
+    if (!state.online) {
+      st = state.everOnline ? 'reconnecting' : 'connecting';
+      text = state.everOnline ? 'Reconnecting\u2026' : 'Connecting\u2026';
+    } else if (escalated.size > 0) {
+      st = 'escalated';
+      text = 'A specialist is looking into this\u2026';
+    } else {
+      st = 'online';
+      text = '';
+    }
+    status.setAttribute('data-state', st);
+    if (status.textContent !== text) status.textContent = text;
+    status.hidden = !text;
+  }
+
+  // ------------------------------------------------------------- messages --
+
+  function newId() {
+    const c = window.crypto;
+    try {
+      if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+    } catch (e) { /* insecure context */ }
+    // RFC 4122 v4 layout so servers that validate UUIDs accept it.
+    const b = new Uint8Array(16);
+    if (c && typeof c.getRandomValues === 'function') {
+      c.getRandomValues(b);
+    } else {
+      for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const hex = Array.from(b, (x) => (x < 16 ? '0' : '') + x.toString(16)).join('');
+    return hex.slice(0, 8) + '-' + hex.slice(8, 12) + '-' + hex.slice(12, 16) + '-' +
+      hex.slice(16, 20) + '-' + hex.slice(20);
+  }
+
+  function cleanText(raw) {
+    let text = String(raw == null ? '' : raw).trim();
+    if (text.length > MAX_LEN) {
+      text = text.slice(0, MAX_LEN);
+      // Don't leave half of a surrogate pair at the end.
+      const last = text.charCodeAt(text.length - 1);
+      if (last >= 0xd800 && last <= 0xdbff) text = text.slice(0, -1);
+      text = text.trim();
+    }
+    return text;
+  }
+
+  function send(raw) {
+    const text = cleanText(raw);
+    if (!text) return false;
+    const id = newId();
+    const el = makeBubble('customer', text);
+    el.setAttribute('data-id', id);
+    el.classList.add('tandem-pending');
+    const m = { id, text, el, acked: false, failed: false };
+    messages.set(id, m);
+    appendLive(el);
+    transmit(m);
+    return true;
+  }
+
+  function transmit(m) {
+    const ws = state.ws;
+    if (!ws || !state.online || ws.readyState !== 1 /* OPEN */) return false; // queued
+    try {
+      ws.send(JSON.stringify({ type: 'message', id: m.id, text: m.text }));
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function flushOutbox() {
+    messages.forEach((m) => {
+      if (!m.acked && !m.failed) transmit(m);
+    });
+  }
+
+  function resetConversation() {
+    state.lastSeq = 0;
+    streams.clear();
+    answered.clear();
+    escalated.clear();
+    // Keep messages the customer typed that the server has not stored yet;
+    // they will be sent into the new conversation.
+    const keep = [];
+    messages.forEach((m, id) => {
+      if (!m.acked && !m.failed) keep.push(m);
+      else messages.delete(id);
+    });
+    while (log.firstChild) log.removeChild(log.firstChild);
+    keep.forEach((m) => log.appendChild(m.el));
+    contentChanged();
+  }
+
+  // ---------------------------------------------------------------- frames --
+
+  function handleFrame(raw) {
+    let f;
+    try { f = JSON.parse(raw); } catch (e) { return; }
+    if (!f || typeof f !== 'object') return;
+
+    if (f.type === 'session') { onSession(f); return; }
+    if (f.type === 'token') { onToken(f); return; }
+    if (f.type === 'error') { onError(f); return; }
+
+    // Everything else is a stored event with a per-conversation seq.
+    const seq = Number(f.seq);
+    if (!Number.isFinite(seq)) return;
+    if (seq <= state.lastSeq) return; // already shown
+    if (f.type === 'ack') onAck(f, seq);
+    else if (f.type === 'answer') onAnswer(f, seq);
+    else if (f.type === 'escalated') onEscalated(f, seq);
+    else if (f.type === 'system' && typeof f.text === 'string') onSystem(f, seq);
+    state.lastSeq = seq;
+  }
+
+  function onSession(f) {
+    const token = typeof f.token === 'string' && f.token ? f.token : null;
+    const conv = f.conversation == null ? null : String(f.conversation);
+    const sameConversation = conv !== null && state.conversation !== null && conv === state.conversation;
+    if (token !== state.sentToken && !sameConversation) resetConversation();
+    state.conversation = conv;
+    if (token) {
+      state.token = token;
+      saveToken(token);
+    }
+    state.sentToken = token;
+    state.online = true;
+    state.everOnline = true;
+    state.attempt = 0;
+    clearTimeout(state.handshakeTimer);
+    state.handshakeTimer = null;
+    updateStatus();
+    flushOutbox();
+  }
+
+  function onAck(f, seq) {
+    const id = f.id == null ? null : String(f.id);
+    let m = id !== null ? messages.get(id) : null;
+    if (!m) {
+      const el = makeBubble('customer', typeof f.text === 'string' ? f.text : '');
+      if (id !== null) el.setAttribute('data-id', id);
+      m = { id, text: f.text, el, acked: true, failed: false };
+      if (id !== null) messages.set(id, m);
+    }
+    m.acked = true;
+    m.failed = false;
+    m.el.classList.remove('tandem-pending', 'tandem-failed');
+    m.el.classList.add('tandem-delivered');
+    m.el.setAttribute('data-seq', String(seq));
+    placeStored(m.el);
+  }
+
+  function onAnswer(f, seq) {
+    const replyTo = f.reply_to == null ? '' : String(f.reply_to);
+    const tier = TIERS.indexOf(f.tier) >= 0 ? f.tier : 'large';
+    const stream = replyTo ? streams.get(replyTo) : null;
+    let el;
+    if (stream) {
+      el = stream.el;
+      streams.delete(replyTo);
+      el.classList.remove('tandem-streaming');
+      el.removeAttribute('aria-busy');
+      setBubbleText(el, f.text);
+    } else {
+      el = makeBubble('answer', f.text);
+    }
+    el.setAttribute('data-tier', tier);
+    el.setAttribute('data-seq', String(seq));
+    if (replyTo) el.setAttribute('data-reply-to', replyTo);
+    setMeta(el, tierLabel(tier, f.agent));
+    placeStored(el);
+    if (replyTo) {
+      answered.add(replyTo);
+      escalated.delete(replyTo);
+    }
+    updateStatus();
+  }
+
+  function onEscalated(f, seq) {
+    const replyTo = f.reply_to == null ? '' : String(f.reply_to);
+    const reason = typeof f.reason === 'string' ? f.reason : '';
+    const text = reason === 'human_requested'
+      ? 'Connecting you with a person\u2026'
+      : 'Passing this to a specialist\u2026';
+    const el = makeBubble('escalated', text);
+    el.setAttribute('data-seq', String(seq));
+    if (reason) el.setAttribute('data-reason', reason);
+    if (replyTo) el.setAttribute('data-reply-to', replyTo);
+    placeStored(el);
+    if (replyTo && !answered.has(replyTo)) escalated.add(replyTo);
+    updateStatus();
+  }
+
+  function onSystem(f, seq) {
+    const el = makeBubble('system', f.text);
+    el.setAttribute('data-seq', String(seq));
+    placeStored(el);
+  }
+
+  function onToken(f) {
+    const replyTo = f.reply_to == null ? '' : String(f.reply_to);
+    if (!replyTo || answered.has(replyTo)) return;
+    const delta = typeof f.text === 'string' ? f.text : '';
+    let stream = streams.get(replyTo);
+    if (!stream) {
+      const el = makeBubble('answer', '');
+      el.setAttribute('data-tier', 'large');
+      el.setAttribute('data-reply-to', replyTo);
+      el.setAttribute('aria-busy', 'true');
+      el.classList.add('tandem-streaming');
+      stream = { el, textNode: el.querySelector('.tandem-text').firstChild };
+      streams.set(replyTo, stream);
+      placeStored(el);
+    }
+    if (delta) {
+      stream.textNode.appendData(delta);
+      scrollToBottom();
+    }
+  }
+
+  function onError(f) {
+    const text = typeof f.message === 'string' && f.message
+      ? f.message
+      : 'Something went wrong. Please try again.';
+    const el = makeBubble('error', text);
+    if (typeof f.code === 'string') el.setAttribute('data-code', f.code);
+    const id = f.id == null ? null : String(f.id);
+    if (id !== null) {
+      el.setAttribute('data-reply-to', id);
+      const m = messages.get(id);
+      // The server rejected this message: don't resend it on reconnect.
+      if (m && !m.acked) {
+        m.failed = true;
+        m.el.classList.remove('tandem-pending');
+        m.el.classList.add('tandem-failed');
+      }
+    }
+    appendLive(el);
+  }
+
+  // ------------------------------------------------------------ connection --
+
+  function connect() {
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = null;
+    if (state.unloading) return;
+    if (state.ws) dropSocket(state.ws);
+
+    const sentToken = state.token;
+    let ws;
+    try {
+      ws = new WebSocket(buildSocketUrl(sentToken, state.lastSeq));
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    state.sentToken = sentToken;
+    state.online = false;
+    updateStatus();
+
+    clearTimeout(state.handshakeTimer);
+    state.handshakeTimer = setTimeout(() => {
+      if (state.ws === ws && !state.online) socketGone(ws);
+    }, HANDSHAKE_TIMEOUT_MS);
+
+    ws.onmessage = (ev) => {
+      if (state.ws === ws) handleFrame(ev.data);
+    };
+    ws.onclose = () => socketGone(ws);
+    ws.onerror = () => { /* a close event follows */ };
+  }
+
+  function dropSocket(ws) {
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = null;
+    try { ws.close(); } catch (e) { /* ignore */ }
+    if (state.ws === ws) {
+      state.ws = null;
+      state.online = false;
+    }
+  }
+
+  function socketGone(ws) {
+    if (state.ws !== ws) return;
+    dropSocket(ws);
+    clearTimeout(state.handshakeTimer);
+    state.handshakeTimer = null;
+    if (state.unloading) return;
+    updateStatus();
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (state.reconnectTimer || state.unloading) return;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, Math.min(state.attempt, 10)));
+    const delay = Math.min(BACKOFF_MAX_MS, Math.round(base * (0.75 + Math.random() * 0.5)));
+    state.attempt += 1;
+    state.reconnectTimer = setTimeout(connect, delay);
+  }
+
+  window.addEventListener('pagehide', () => {
+    state.unloading = true;
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = null;
+    clearTimeout(state.handshakeTimer);
+    state.handshakeTimer = null;
+    if (state.ws) dropSocket(state.ws);
+  });
+
+  window.addEventListener('pageshow', (ev) => {
+    // Restored from the back/forward cache: reconnect.
+    if (ev.persisted && state.unloading) {
+      state.unloading = false;
+      state.attempt = 0;
+      connect();
+    }
+  });
+
+  window.addEventListener('online', () => {
+    if (state.reconnectTimer) {
+      state.attempt = 0;
+      connect();
+    }
+  });
+
+  // --------------------------------------------------------------- UI glue --
+
+  function setOpen(open, moveFocus) {
+    state.open = !!open;
+    panel.hidden = !state.open;
+    root.classList.toggle('tandem-is-open', state.open);
+    launcher.setAttribute('aria-expanded', state.open ? 'true' : 'false');
+    launcher.setAttribute('aria-label', state.open ? 'Close support chat' : 'Open support chat');
+    if (state.open) {
+      scrollToBottom();
+      if (moveFocus) input.focus();
+    } else if (moveFocus) {
+      launcher.focus();
+    }
+  }
+
+  function autoGrow() {
+    input.style.height = 'auto';
+    input.style.height = Math.min(input.scrollHeight, 120) + 'px';
+  }
+
+  function sendFromInput() {
+    if (send(input.value)) {
+      input.value = '';
+      autoGrow();
+    }
+    input.focus();
+  }
+
+  launcher.addEventListener('click', () => setOpen(!state.open, true));
+  closeBtn.addEventListener('click', () => setOpen(false, true));
+  panel.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') {
+      ev.preventDefault();
+      setOpen(false, true);
+    }
+  });
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    sendFromInput();
+  });
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
+      ev.preventDefault();
+      sendFromInput();
+    }
+  });
+  input.addEventListener('input', autoGrow);
+
+  // ----------------------------------------------------------------- mount --
+
+  function injectStylesheet() {
+    let href = (data.css || '').trim();
+    if (!href && scriptSrc) href = scriptSrc.split(/[?#]/)[0].replace(/[^/]*$/, '') + 'widget.css';
+    if (!href) return null;
+    try { href = new URL(href, location.href).href; } catch (e) { return null; }
+    const links = document.querySelectorAll('link[rel~="stylesheet"]');
+    for (let i = 0; i < links.length; i++) {
+      if (links[i].href === href) return null; // already there
+    }
+    const link = h('link', '', { rel: 'stylesheet', href });
+    (document.head || document.documentElement).appendChild(link);
+    return link;
+  }
+
+  function mount() {
+    if (document.getElementById('tandem-widget')) return; // loaded twice
+    const link = injectStylesheet();
+    if (link) {
+      // Avoid a flash of the unstyled widget; reveal on load/error/timeout.
+      root.style.visibility = 'hidden';
+      const reveal = () => { root.style.visibility = ''; };
+      link.addEventListener('load', reveal);
+      link.addEventListener('error', reveal);
+      setTimeout(reveal, CSS_REVEAL_TIMEOUT_MS);
+    }
+    document.body.appendChild(root);
+    updateStatus();
+    contentChanged();
+    setOpen(startOpen, false);
+    connect();
+
+    if (!window.TandemWidget) {
+      window.TandemWidget = {
+        version: VERSION,
+        open: () => setOpen(true, true),
+        close: () => setOpen(false, true),
+        toggle: () => setOpen(!state.open, true),
+        send: (text) => send(text),
+        get state() {
+          return {
+            server: serverBase,
+            conversation: state.conversation,
+            lastSeq: state.lastSeq,
+            online: state.online,
+            pending: Array.from(messages.values()).filter((m) => !m.acked && !m.failed).map((m) => m.id),
+          };
+        },
+      };
+    }
+  }
+
+  if (document.body) mount();
+  else document.addEventListener('DOMContentLoaded', mount);
+})();

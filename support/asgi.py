@@ -1,0 +1,38 @@
+"""ASGI entry point: HTTP through Django (static files included), WebSockets through Channels."""
+
+import os
+import threading
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+# Django must be set up before the consumers (and their models) are imported.
+django_http = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from chatbot.small.model import warm_up_small_model  # noqa: E402
+from support.conversations.routing import websocket_urlpatterns  # noqa: E402
+from support.review.routing import websocket_urlpatterns as staff_websocket_urlpatterns  # noqa: E402
+
+# Load the small model now, beside the starting server, rather than on the first customer's message.
+threading.Thread(target=warm_up_small_model, name="warm-up-small-model", daemon=True).start()
+
+# The chat socket is opened from customers' websites, so besides this server's own hosts the
+# origins listed in TANDEM_WIDGET_ORIGINS may connect; any other page's origin is refused.
+allowed_origins = [*settings.ALLOWED_HOSTS, *settings.TANDEM_WIDGET_ORIGINS]
+
+application = ProtocolTypeRouter(
+    {
+        # The widget's script and styles are served by this process too, so one command runs it all.
+        "http": ASGIStaticFilesHandler(django_http),
+        "websocket": OriginValidator(
+            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *staff_websocket_urlpatterns])),
+            allowed_origins,
+        ),
+    }
+)

@@ -1,0 +1,77 @@
+"""The customer's chat socket: parse frames, call actions, forward events. No business logic here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from support.conversations import actions, broadcast
+from support.conversations.protocol import FrameError, error_frame, parse_after, parse_client_frame, session_frame
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    conversation_id: uuid.UUID
+    group: str
+    # The highest event seq this socket has sent: the group may deliver an event the replay already sent.
+    last_seq: int
+
+    async def connect(self) -> None:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        token = (query.get("token") or [None])[-1]
+        after = parse_after((query.get("after") or [None])[-1])
+        session = await database_sync_to_async(actions.open_session)(token)
+        self.conversation_id = session.conversation_id
+        self.group = broadcast.group_name(session.conversation_id)
+        # Join before reading the backlog: an event committed in between arrives through the group,
+        # and the seq check drops the copies.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self._send(session_frame(str(session.conversation_id), session.token))
+        self.last_seq = after if session.resumed else 0
+        await self._send_backlog()
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = parse_client_frame(text_data)
+        except FrameError as error:
+            await self._send(error_frame(error.code, error.message, error.client_id))
+            return
+        posted = await database_sync_to_async(actions.post_customer_message)(
+            self.conversation_id, frame.client_id, frame.text
+        )
+        if posted.duplicate:
+            # Only this socket asked again; the stored ack is not a new event for the others.
+            await self._send(posted.ack)
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        frame = event["frame"]
+        seq = frame.get("seq")
+        if seq is None:
+            await self._send(frame)
+            return
+        if seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            # A group message went missing (channel full, Redis hiccup): fill the gap from the database.
+            await self._send_backlog()
+            if seq <= self.last_seq:
+                return
+        await self._send(frame)
+        self.last_seq = seq
+
+    async def _send_backlog(self) -> None:
+        for payload in await database_sync_to_async(actions.events_after)(self.conversation_id, self.last_seq):
+            await self._send(payload)
+            self.last_seq = payload["seq"]
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame))

@@ -1,0 +1,106 @@
+"""A conversation, its messages, and the numbered events a widget replays."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Owner(models.TextChoices):
+    BOT = "bot", "Bot"
+    # Waiting for the large model or an agent.
+    PENDING = "pending", "Pending"
+    HUMAN = "human", "Agent"
+    CLOSED = "closed", "Closed"
+
+
+class Role(models.TextChoices):
+    CUSTOMER = "customer", "Customer"
+    BOT = "bot", "Bot"
+    AGENT = "agent", "Agent"
+
+
+class Tier(models.TextChoices):
+    SMALL = "small", "Small model"
+    LARGE = "large", "Large model"
+    AGENT = "agent", "Agent"
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.CharField(max_length=16, choices=Owner.choices, default=Owner.BOT)
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The last event number handed out; events are numbered 1, 2, 3 … per conversation.
+    last_seq = models.PositiveIntegerField(default=0)
+    # Set while an escalation waits for review; cleared when an agent replies or closes it.
+    escalated_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    escalation_reason = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Conversation {self.id}"
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    # The widget's id for a customer message; a repeat of it is the same message.
+    client_id = models.CharField(max_length=100, null=True, blank=True)
+    text = models.TextField()
+    # For answers: the customer message answered, and by which tier.
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
+    tier = models.CharField(max_length=8, choices=Tier.choices, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # For customer messages: what the small model made of it and what the policy decided.
+    intent = models.CharField(max_length=100, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    escalation_reason = models.CharField(max_length=32, blank=True)
+    # Costs: tokens read and written by the model that produced (or classified) this message.
+    model_name = models.CharField(max_length=200, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    # False for a large-model draft produced after an agent took over: kept for the agent, never sent.
+    delivered = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=models.Q(role="customer"),
+                name="unique_customer_client_id",
+            ),
+            # A redelivered large-model task must not store a second answer.
+            models.UniqueConstraint(
+                fields=["reply_to"], condition=models.Q(tier="large"), name="one_large_answer_per_message"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:40]}"
+
+
+class Event(models.Model):
+    """A stored protocol event; `payload` is exactly the frame the widget receives."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=16)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["conversation", "seq"], name="unique_event_seq")]

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from support.review import views
+
+urlpatterns = [
+    path("", views.queue, name="review-queue"),
+    path("<uuid:conversation_id>/", views.detail, name="review-detail"),
+    path("<uuid:conversation_id>/reply/", views.reply, name="review-reply"),
+    path("<uuid:conversation_id>/take-over/", views.take_over, name="review-take-over"),
+    path("<uuid:conversation_id>/hand-back/", views.hand_back, name="review-hand-back"),
+    path("<uuid:conversation_id>/close/", views.close, name="review-close"),
+]

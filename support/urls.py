@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from support.conversations.views import demo
+
+urlpatterns = [
+    path("", demo, name="demo"),
+    path("review/", include("support.review.urls")),
+    path("", include("support.analytics.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

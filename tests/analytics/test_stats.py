@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from support.analytics.stats import compute_stats, parse_range
+from support.conversations.models import Conversation, Role, Tier
+from tests.analytics.conftest import answer, at, make
+
+RANGE = (date(2024, 3, 10), date(2024, 3, 12))
+pytestmark = pytest.mark.django_db
+
+
+def test_every_key_over_a_known_range(traffic: None) -> None:
+    stats = compute_stats(*RANGE)
+    assert stats == {
+        "from": "2024-03-10",
+        "to": "2024-03-12",
+        "messages": 6,
+        # The large draft kept back for the agent was not delivered: it is not an answer here.
+        "answered": {"small": 2, "large": 1, "agent": 2},
+        "share_answered": {"small": 0.4, "large": 0.2, "agent": 0.4},
+        "escalation_rate": 4 / 6,
+        "escalations_by_reason": {"low_confidence": 2, "out_of_scope": 1, "sensitive": 1},
+        # ...but it was paid for: 0.0014 + 0.0007.
+        "cost_usd": {"small": 0.00003, "large": 0.0021, "total": 0.00213},
+        # Real cost of m3 and m4 (0.0021) + 4 other messages at the in-range mean of 750 in / 150 out
+        # tokens priced as big-llm: 4 × (750 × 1 + 150 × 2) / 1e6 = 0.0042.
+        "baseline_all_large_usd": 0.0063,
+        "savings_usd": 0.00417,
+        "large_model": "big-llm",
+    }
+    # Sorted by count, then by name.
+    assert list(stats["escalations_by_reason"]) == ["low_confidence", "out_of_scope", "sensitive"]
+
+
+def test_baseline_falls_back_to_all_time_means(traffic: None) -> None:
+    c = Conversation.objects.create()
+    for hour in (9, 10):
+        m = make(c, at(14, hour), Role.CUSTOMER)
+        answer(m, at(14, hour, 1), Tier.SMALL, cost_usd="0.00001")
+    stats = compute_stats(date(2024, 3, 14), date(2024, 3, 14))
+    # No large answer on the 14th: the means come from all four ever stored (6500 in, 1900 out),
+    # still priced as the latest large model: 2 × (6500 × 1 + 1900 × 2) / 4 / 1e6.
+    assert stats["baseline_all_large_usd"] == 0.00515
+    assert stats["cost_usd"] == {"small": 0.00002, "large": 0.0, "total": 0.00002}
+    assert stats["savings_usd"] == 0.00513
+    assert stats["large_model"] == "big-llm"
+
+
+def _small_only_traffic() -> None:
+    c = Conversation.objects.create()
+    m = make(c, at(10), Role.CUSTOMER)
+    answer(m, at(10, 12, 1), Tier.SMALL, cost_usd="0.00001")
+    make(c, at(11), Role.CUSTOMER, escalation_reason="low_confidence")
+    make(c, at(12), Role.CUSTOMER, escalation_reason="model_unavailable")
+
+
+def test_baseline_falls_back_to_settings_when_no_large_answer_exists(prices: None, settings: Any) -> None:
+    settings.TANDEM_BASELINE_INPUT_TOKENS = 1000
+    settings.TANDEM_BASELINE_OUTPUT_TOKENS = 500
+    settings.TANDEM_LLM_MODEL_NAME = "big-llm"
+    _small_only_traffic()
+    stats = compute_stats(*RANGE)
+    assert stats["baseline_all_large_usd"] == 0.006  # 3 × (1000 × 1 + 500 × 2) / 1e6
+    assert stats["savings_usd"] == 0.00599
+    assert stats["large_model"] == "big-llm"
+
+
+def test_baseline_defaults_when_settings_are_absent(prices: None, settings: Any) -> None:
+    for name in ("TANDEM_BASELINE_INPUT_TOKENS", "TANDEM_BASELINE_OUTPUT_TOKENS", "TANDEM_LLM_MODEL_NAME"):
+        if hasattr(settings, name):
+            delattr(settings, name)
+    settings.TANDEM_PRICES = {"SmolLM2-135M-Instruct": {"input": 0.05, "output": 0.2}}
+    _small_only_traffic()
+    stats = compute_stats(*RANGE)
+    assert stats["large_model"] == "SmolLM2-135M-Instruct"
+    assert stats["baseline_all_large_usd"] == 0.000162  # 3 × (600 × 0.05 + 120 × 0.2) / 1e6
+
+
+def test_empty_range_is_all_zeros(traffic: None) -> None:
+    stats = compute_stats(date(2024, 1, 1), date(2024, 1, 31))
+    assert stats["messages"] == 0
+    assert stats["answered"] == {"small": 0, "large": 0, "agent": 0}
+    assert stats["share_answered"] == {"small": 0.0, "large": 0.0, "agent": 0.0}
+    assert stats["escalation_rate"] == 0.0
+    assert stats["escalations_by_reason"] == {}
+    assert stats["cost_usd"] == {"small": 0.0, "large": 0.0, "total": 0.0}
+    assert stats["baseline_all_large_usd"] == 0.0
+    assert stats["savings_usd"] == 0.0
+
+
+def test_days_are_calendar_days_in_the_configured_time_zone(prices: None, settings: Any) -> None:
+    settings.TIME_ZONE = "Europe/Paris"  # UTC+1 in early March
+    c = Conversation.objects.create()
+    make(c, at(9, 22, 59, 59), Role.CUSTOMER)  # 9 March 23:59:59 in Paris: out
+    make(c, at(9, 23, 0, 0), Role.CUSTOMER)  # 10 March 00:00 in Paris: in
+    make(c, at(12, 22, 59, 59), Role.CUSTOMER)  # 12 March 23:59:59 in Paris: in
+    make(c, at(12, 23, 0, 0), Role.CUSTOMER)  # 13 March 00:00 in Paris: out
+    assert compute_stats(*RANGE)["messages"] == 2
+
+
+def test_aggregates_in_a_fixed_number_of_queries(traffic: None, django_assert_max_num_queries: Any) -> None:
+    with django_assert_max_num_queries(7):
+        compute_stats(*RANGE)
+
+
+def test_parse_range() -> None:
+    assert parse_range("2024-03-10", "2024-03-12") == RANGE
+    assert parse_range(" 2024-03-10 ", "2024-03-10") == (date(2024, 3, 10), date(2024, 3, 10))
+    today = timezone.localdate()
+    assert parse_range(None, None) == (today - timedelta(days=29), today)
+    assert parse_range("", "") == (today - timedelta(days=29), today)
+    assert parse_range(None, "2024-03-31") == (date(2024, 3, 2), date(2024, 3, 31))
+
+
+@pytest.mark.parametrize(
+    ("from_str", "to_str", "message"),
+    [
+        ("2024-3-10", "2024-03-12", "'from' must be a date in YYYY-MM-DD format, got '2024-3-10'"),
+        ("20240310", "2024-03-12", "'from' must be a date in YYYY-MM-DD format"),
+        ("2024-03-10", "2024-02-30", "'to' must be a date in YYYY-MM-DD format, got '2024-02-30'"),
+        ("2024-03-10", "yesterday", "'to' must be a date in YYYY-MM-DD format"),
+        ("2024-03-12", "2024-03-10", "'from' (2024-03-12) is after 'to' (2024-03-10)"),
+    ],
+)
+def test_parse_range_rejects(from_str: str, to_str: str, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_range(from_str, to_str)
+    assert message in str(error.value)

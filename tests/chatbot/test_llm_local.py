@@ -1,0 +1,76 @@
+"""TransformersBackend with the real bundled SmolLM2 GGUF, and get_backend() configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from chatbot.llm import LLMError, get_backend, reset_backend
+from chatbot.llm.local import TransformersBackend
+
+
+@pytest.fixture(scope="module")
+def backend() -> TransformersBackend:
+    b = TransformersBackend(threads=1)
+    b.load()  # ~40 s on a 2-core machine: transformers parses and dequantises the GGUF in Python
+    return b
+
+
+def test_generates_and_streams(backend: TransformersBackend) -> None:
+    seen: list[str] = []
+    gen = backend.generate([{"role": "user", "content": "What is 2 + 2?"}], max_tokens=8, on_token=seen.append)
+    assert seen and "".join(seen) == gen.text
+    assert gen.text.strip()
+    assert 1 <= gen.output_tokens <= 8
+    assert gen.input_tokens > 0
+    assert gen.model == backend.model_name == "SmolLM2-135M-Instruct.Q4_1"
+
+
+def test_on_token_failure_propagates_and_stops(backend: TransformersBackend) -> None:
+    class Gone(Exception):
+        pass
+
+    def explode(delta: str) -> None:
+        raise Gone
+
+    with pytest.raises(Gone):
+        backend.generate([{"role": "user", "content": "Tell me a story."}], max_tokens=64, on_token=explode)
+
+
+@pytest.fixture
+def fresh_backend_cache() -> Iterator[None]:
+    reset_backend()
+    yield
+    reset_backend()
+
+
+def test_bad_backend_path_is_improperly_configured(fresh_backend_cache: None) -> None:
+    with (
+        override_settings(TANDEM_LLM_BACKEND="chatbot.llm.nope.Missing"),
+        pytest.raises(ImproperlyConfigured, match="chatbot.llm.nope.Missing"),
+    ):
+        get_backend()
+
+
+def test_get_backend_builds_once_from_settings(fresh_backend_cache: None) -> None:
+    options = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}
+    with override_settings(
+        TANDEM_LLM_BACKEND="chatbot.llm.openai_compat.OpenAICompatibleBackend", TANDEM_LLM_OPTIONS=options
+    ):
+        first = get_backend()
+        assert first is get_backend()
+        assert first.model_name == "m"
+
+
+def test_generation_failure_becomes_llm_error(backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, model, _ = backend._load()
+
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model, "generate", broken)
+    with pytest.raises(LLMError, match="out of memory"):
+        backend.generate([{"role": "user", "content": "Hi"}], max_tokens=4)

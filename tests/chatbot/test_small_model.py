@@ -1,0 +1,88 @@
+"""The small tier: training, predictions, artefacts and hot reload."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from chatbot.small import model as small_model
+from tests.conftest import demo_examples
+
+
+def test_the_trained_model_recognises_routine_questions(small_model_dir: Path) -> None:
+    model = small_model.get_small_model()
+    for question, intent in [
+        ("How do I reset my password?", "reset-password"),
+        ("how much is shipping to germany", "international-delivery"),
+        ("I need a VAT invoice for my order", "vat-invoice"),
+    ]:
+        prediction = model.predict(question)
+        assert prediction.intent == intent
+        assert 0.0 <= prediction.confidence <= 1.0 and prediction.similarity > 0.5
+        assert prediction.input_tokens > 3
+
+
+def test_an_unrelated_question_is_far_from_every_example(small_model_dir: Path) -> None:
+    assert small_model.get_small_model().predict("what's the weather like on Mars tomorrow").similarity < 0.45
+
+
+def test_the_artefact_records_where_it_came_from(small_model_dir: Path) -> None:
+    meta = small_model.current_meta(small_model_dir)
+    assert meta is not None
+    assert meta["data_fingerprint"] == small_model.fingerprint(demo_examples())
+    assert meta["intents"] >= 40 and meta["examples"] == len(demo_examples())
+    assert 0.5 < meta["metrics"]["holdout_accuracy"] <= 1.0
+    assert (small_model_dir / meta["version"] / "weights.npz").exists()
+
+
+def test_a_newly_trained_model_is_picked_up_without_a_restart(
+    trained_model_dir: Path, tmp_path: Path, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(trained_model_dir, tmp_path, dirs_exist_ok=True)
+    settings.TANDEM_SMALL_MODEL_DIR = tmp_path
+    monkeypatch.setattr(small_model, "RELOAD_CHECK_SECONDS", 0.0)
+    before = small_model.get_small_model()
+    assert before.predict("How do I reset my password?").intent == "reset-password"
+
+    # A tiny model that only knows two intents replaces it.
+    small_model.train(
+        [("hello there", "greeting"), ("hi", "greeting"), ("good morning", "greeting"),
+         ("bye", "farewell"), ("see you later", "farewell"), ("goodbye", "farewell")],
+        tmp_path,
+    )
+    after = small_model.get_small_model()
+    assert after.version != before.version
+    assert after.predict("How do I reset my password?").intent in {"greeting", "farewell"}
+
+
+def test_training_needs_two_intents(tmp_path: Path, small_model_dir: Path) -> None:
+    with pytest.raises(ValueError):
+        small_model.train([("a", "x"), ("b", "x")], tmp_path)
+
+
+@pytest.mark.django_db
+def test_the_train_command_skips_unchanged_data(knowledge_base: None, trained_model_dir: Path, settings, tmp_path):
+    shutil.copytree(trained_model_dir, tmp_path, dirs_exist_ok=True)
+    settings.TANDEM_SMALL_MODEL_DIR = tmp_path
+    version = small_model.current_version(tmp_path)
+    call_command("train_small_model", "--if-needed")
+    assert small_model.current_version(tmp_path) == version
+
+
+@pytest.mark.django_db
+def test_the_train_command_reads_a_csv_and_rejects_a_bad_one(tmp_path: Path, settings, small_model_dir) -> None:
+    settings.TANDEM_SMALL_MODEL_DIR = tmp_path / "models"
+    good = tmp_path / "good.csv"
+    good.write_text("text,label\nhello,greet\nhi there,greet\nbye,leave\nsee you,leave\nhey,greet\nciao,leave\n")
+    call_command("train_small_model", "--csv", str(good))
+    meta = small_model.current_meta(tmp_path / "models")
+    assert meta is not None and meta["intents"] == 2 and meta["examples"] == 6
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sentence,intent\nhello,greet\n")
+    with pytest.raises(CommandError, match="text,label"):
+        call_command("train_small_model", "--csv", str(bad))
+    assert json.loads((tmp_path / "models" / meta["version"] / "meta.json").read_text())["intents"] == 2

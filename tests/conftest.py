@@ -1,0 +1,60 @@
+"""Shared fixtures: the people who use Tandem, and a small model trained once per test run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import override_settings
+
+from chatbot.small import model as small_model
+from support.knowledge import loader
+
+
+@pytest.fixture
+def agent(db: None) -> User:
+    """A support agent: staff, not a superuser."""
+    return User.objects.create_user("agent", password="agent-pw", first_name="Alex", is_staff=True)
+
+
+@pytest.fixture
+def other_agent(db: None) -> User:
+    return User.objects.create_user("other-agent", password="other-pw", first_name="Sam", is_staff=True)
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    """The manager who runs the console."""
+    return User.objects.create_superuser("admin", password="admin-pw")
+
+
+@pytest.fixture
+def visitor(db: None) -> User:
+    """Somebody with an account but no staff rights (customers chat anonymously)."""
+    return User.objects.create_user("visitor", password="visitor-pw")
+
+
+def demo_examples() -> list[tuple[str, str]]:
+    articles = loader.load_file(loader.DEMO_FILE)
+    return loader.examples_from(articles)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small model trained on the demo knowledge base, once for the whole run (about 20 s)."""
+    directory = tmp_path_factory.mktemp("small-model")
+    small_model.train(demo_examples(), directory)
+    return directory
+
+
+@pytest.fixture
+def small_model_dir(trained_model_dir: Path) -> Iterator[Path]:
+    with override_settings(TANDEM_SMALL_MODEL_DIR=trained_model_dir):
+        yield trained_model_dir
+
+
+@pytest.fixture
+def knowledge_base(db: None) -> None:
+    loader.store(loader.load_file(loader.DEMO_FILE))

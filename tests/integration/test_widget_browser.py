@@ -1,0 +1,58 @@
+"""A customer uses the widget on the demo page in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = Path(os.environ.get("TANDEM_CHROMIUM", "/usr/bin/chromium"))
+FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def test_a_customer_types_a_routine_question_and_sees_the_answer(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page()
+    page.goto(stack.http + "/")
+    page.click(".tandem-launcher")
+    page.fill("textarea.tandem-input", "How do I reset my password?")
+    page.press("textarea.tandem-input", "Enter")
+    answer = page.locator('.tandem-msg[data-kind="answer"][data-tier="small"]')
+    answer.wait_for(timeout=15000)
+    assert "password" in answer.inner_text().lower()
+    assert page.locator('.tandem-msg[data-kind="customer"]').inner_text().startswith("How do I reset my password?")
+    page.close()
+
+
+def test_the_widget_shows_markup_as_text(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page()
+    page.goto(stack.http + "/")
+    page.click(".tandem-launcher")
+    hostile = '<img src=x onerror="document.body.dataset.pwned=1">'
+    page.fill("textarea.tandem-input", hostile)
+    page.press("textarea.tandem-input", "Enter")
+    page.locator('.tandem-msg[data-kind="customer"].tandem-delivered').wait_for(timeout=15000)
+    assert page.locator('.tandem-msg[data-kind="customer"]').first.inner_text().startswith(hostile)
+    assert page.locator(".tandem-log img").count() == 0
+    assert page.evaluate("document.body.dataset.pwned") is None
+    page.close()

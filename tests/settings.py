@@ -1,0 +1,15 @@
+"""Settings for the test run: a throw-away data folder and an in-memory channel layer.
+
+Integration tests do not use these: they start real processes with support.settings and a real Redis.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("TANDEM_DATA_DIR", tempfile.mkdtemp(prefix="tandem-test-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from support.settings import *  # noqa: E402,F403
+
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
