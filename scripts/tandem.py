@@ -177,7 +177,7 @@ def command_run(args: argparse.Namespace) -> None:
         children.append(("Celery worker", subprocess.Popen(worker, cwd=ROOT, env=env, start_new_session=True)))
         server = [str(VENV / "bin" / "daphne"), "-b", host, "-p", str(port), "support.asgi:application"]
         children.append(("ASGI server", subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True)))
-        wait_for_http(f"http://127.0.0.1:{port}/", children)
+        wait_for_http(f"http://127.0.0.1:{port}/health/", children)
 
         base = env.get("TANDEM_PUBLIC_URL") or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
         print(

@@ -2,6 +2,7 @@
 
 import os
 
+import logging
 import threading
 
 from celery import Celery
@@ -9,6 +10,7 @@ from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
 
+logger = logging.getLogger(__name__)
 app = Celery("support")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
@@ -25,5 +27,6 @@ def warm_up_models(**_: object) -> None:
 
         warm_up_small_model()
         get_backend().warm_up()
+        logger.info("Models loaded: the worker answers escalations without a cold start")
 
     threading.Thread(target=load, name="warm-up-models", daemon=True).start()

@@ -178,6 +178,9 @@ else:
         "gguf_file": envstr("TANDEM_LLM_GGUF_FILE"),
         "threads": TANDEM_TORCH_THREADS,
         "temperature": envfloat("TANDEM_LLM_TEMPERATURE", 0.0, minimum=0.0, maximum=2.0),
+        "model_name": envstr("TANDEM_LLM_MODEL_NAME"),
+        # A GGUF file is converted once and kept here as safetensors: later starts load in a second.
+        "cache_dir": envstr("TANDEM_LLM_CACHE_DIR", str(DATA_DIR / "llm-cache")),
     }
 TANDEM_LLM_MAX_TOKENS = envint("TANDEM_LLM_MAX_TOKENS", 160, minimum=1)
 TANDEM_LLM_TASK_TIME_LIMIT = envint("TANDEM_LLM_TASK_TIME_LIMIT", 300, minimum=10)

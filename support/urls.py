@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from support.conversations.views import demo
+from support.conversations.views import demo, health
 
 urlpatterns = [
     path("", demo, name="demo"),
+    path("health/", health, name="health"),
     path("review/", include("support.review.urls")),
     path("", include("support.analytics.urls")),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -25,6 +25,10 @@ class LLMError(Exception):
 class LLMBackend(Protocol):
     model_name: str
 
+    def warm_up(self) -> None:
+        """Get ready to answer (e.g. load weights) so the first request is not slow; may block."""
+        ...
+
     def generate(
         self,
         messages: list[ChatMessage],

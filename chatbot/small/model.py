@@ -211,7 +211,13 @@ def get_small_model() -> SmallModel:
 
 def warm_up_small_model() -> None:
     """Load the encoder and the current artefact, and run one query so the first customer waits for nothing."""
+    global warmed_up
     try:
         get_small_model().predict("hello")
     except ModelNotTrained as exc:
         logger.warning("%s", exc)
+    warmed_up = True
+
+
+# Whether this process has finished warming up (reported by the health check).
+warmed_up = False

@@ -1,5 +1,7 @@
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+
+from chatbot.small import model as small_model
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.templatetags.static import static
 
@@ -9,4 +11,13 @@ def demo(request: HttpRequest) -> HttpResponse:
     server_url = settings.TANDEM_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
     return render(
         request, "demo.html", {"server_url": server_url, "widget_src": server_url + static("tandem/widget.js")}
+    )
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    """For load balancers and start-up scripts: 200 once this process answers with the small model."""
+    ready = small_model.warmed_up
+    return JsonResponse(
+        {"status": "ok" if ready else "starting", "small_model": small_model.current_version()},
+        status=200 if ready else 503,
     )

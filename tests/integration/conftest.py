@@ -105,6 +105,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "TANDEM_LLM_CACHE_DIR": str(ROOT / "var" / "test-llm-cache"),
     }
     env.pop("DATABASE_URL", None)
     stack = Stack(http=f"http://127.0.0.1:{port}", env=env, logs=data_dir)
@@ -128,12 +129,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
                 if process.poll() is not None:
                     raise RuntimeError(f"the {name} exited early:\n{stack.log(name)[-3000:]}")
             try:
-                with urllib.request.urlopen(stack.http + "/", timeout=2) as response:
-                    return bool(response.status == 200) and "ready." in stack.log("worker")
+                with urllib.request.urlopen(stack.http + "/health/", timeout=2) as response:
+                    return bool(response.status == 200) and "Models loaded" in stack.log("worker")
             except OSError:
                 return False
 
-        wait_until(up, 120, "the server and the worker")
+        wait_until(up, 300, "the server and the worker to load their models")
         yield stack
     finally:
         for process in stack.processes:
@@ -154,7 +155,8 @@ class ChatClient:
         query = "&".join(
             f"{name}={value}" for name, value in (("token", token), ("after", after)) if value is not None
         )
-        self.socket: ClientConnection = connect(stack.ws + (f"?{query}" if query else ""), origin=stack.http)
+        self._connection = connect(stack.ws + (f"?{query}" if query else ""), origin=stack.http)
+        self.socket: ClientConnection = self._connection.__enter__()
         self.frames: list[dict[str, Any]] = []
         self.session = self.next_frame()
         assert self.session["type"] == "session", self.session
@@ -199,7 +201,7 @@ class ChatClient:
         return received
 
     def close(self) -> None:
-        self.socket.close()
+        self._connection.__exit__(None, None, None)
 
 
 @pytest.fixture
