@@ -29,8 +29,9 @@ def build(message: Message) -> list[dict[str, str]]:
     articles = relevant_articles(message.text, settings.TANDEM_RETRIEVAL_ARTICLES)
     article_text = "\n".join(f"- {a.title} {a.answer}" for a in articles) or "- (no article matches)"
     history = list(
-        Message.objects.filter(conversation_id=message.conversation_id, delivered=True, id__lt=message.id)
-        .order_by("-created_at", "-id")[: settings.TANDEM_HISTORY_MESSAGES]
+        Message.objects.filter(conversation_id=message.conversation_id, delivered=True, id__lt=message.id).order_by(
+            "-created_at", "-id"
+        )[: settings.TANDEM_HISTORY_MESSAGES]
     )
     chat = [{"role": "system", "content": SYSTEM.format(company=settings.TANDEM_COMPANY_NAME, articles=article_text)}]
     for earlier in reversed(history):

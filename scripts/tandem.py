@@ -42,7 +42,7 @@ def fail(message: str) -> None:
 
 def ensure_venv(dev: bool) -> None:
     """Create .venv and install the pinned requirements; skipped when they have not changed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script runs on whatever python3 the user has
         fail(f"Tandem needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     files = ["requirements.txt", "requirements-models.txt"] + (["requirements-dev.txt"] if dev else [])
     digest = hashlib.sha256(b"".join((ROOT / name).read_bytes() for name in files)).hexdigest()
@@ -93,8 +93,19 @@ def start_embedded_redis(directory: Path, port: int) -> subprocess.Popen[bytes]:
     # Append-only persistence: queued escalations survive a restart of the run command.
     process = subprocess.Popen(
         [
-            embedded_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-            "--appendonly", "yes", "--save", "", "--logfile", str(directory / "server.log"),
+            embedded_redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--logfile",
+            str(directory / "server.log"),
         ],
         start_new_session=True,
     )
@@ -131,7 +142,12 @@ def prepare_data(env: dict[str, str], password: str) -> None:
     manage("migrate", "--noinput", "-v", "0", env=env)
     manage("load_knowledge", "--if-empty", env=env)
     manage("train_small_model", "--if-needed", env=env)
-    manage("ensure_admin", "--username", env.get("TANDEM_ADMIN_USER", "admin"), env={**env, "TANDEM_ADMIN_PASSWORD": password})
+    manage(
+        "ensure_admin",
+        "--username",
+        env.get("TANDEM_ADMIN_USER", "admin"),
+        env={**env, "TANDEM_ADMIN_PASSWORD": password},
+    )
 
 
 def _interrupt(*_: object) -> None:
@@ -147,13 +163,13 @@ def command_run(args: argparse.Namespace) -> None:
     env = {**os.environ, "TANDEM_DATA_DIR": str(DATA_DIR), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def stop_all(*_: object) -> None:
+    def stop_all() -> None:
         for name, process in reversed(children):
             if process.poll() is None:
                 say(f"Stopping {name}")
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for _, process in children:
+        for _name, process in children:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -171,15 +187,25 @@ def command_run(args: argparse.Namespace) -> None:
 
         say("Starting the Celery worker (large model) and the ASGI server")
         worker = [
-            str(VENV / "bin" / "celery"), "-A", "support", "worker", "-Q", "large,default",
-            "--concurrency", env.get("TANDEM_WORKER_CONCURRENCY", "1"), "--loglevel", "INFO",
+            str(VENV / "bin" / "celery"),
+            "-A",
+            "support",
+            "worker",
+            "-Q",
+            "large,default",
+            "--concurrency",
+            env.get("TANDEM_WORKER_CONCURRENCY", "1"),
+            "--loglevel",
+            "INFO",
         ]
         children.append(("Celery worker", subprocess.Popen(worker, cwd=ROOT, env=env, start_new_session=True)))
         server = [str(VENV / "bin" / "daphne"), "-b", host, "-p", str(port), "support.asgi:application"]
         children.append(("ASGI server", subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True)))
         wait_for_http(f"http://127.0.0.1:{port}/health/", children)
 
-        base = env.get("TANDEM_PUBLIC_URL") or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+        base = (
+            env.get("TANDEM_PUBLIC_URL") or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+        )
         print(
             "\n"
             f"  Tandem is running.\n"

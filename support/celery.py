@@ -1,8 +1,7 @@
 """The Celery app. Tasks live beside their business area (chatbot/tasks.py) and are found automatically."""
 
-import os
-
 import logging
+import os
 import threading
 
 from celery import Celery

@@ -9,7 +9,9 @@ import tempfile
 os.environ.setdefault("TANDEM_DATA_DIR", tempfile.mkdtemp(prefix="tandem-test-"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 # Converting the bundled GGUF model takes ~40 s; keep the result between test runs.
-os.environ.setdefault("TANDEM_LLM_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-llm-cache"))
+os.environ.setdefault(
+    "TANDEM_LLM_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-llm-cache")
+)
 
 from support.settings import *  # noqa: E402,F403
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import logging
 
 import numpy as np
 from django.conf import settings
@@ -171,7 +170,6 @@ class SmallModel:
         best = int(np.argmax(probabilities))
         similarity = float(np.max(self.examples @ vector))
         return Prediction(self.classes[best], float(probabilities[best]), similarity, input_tokens)
-
 
     def nearest_intents(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The k intents whose closest example is most similar to the vector, best first."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -75,8 +75,7 @@ def open_session(token: str | None) -> Session:
 
 def events_after(conversation_id: uuid.UUID, after: int) -> list[dict[str, Any]]:
     return [
-        event.payload
-        for event in Event.objects.filter(conversation_id=conversation_id, seq__gt=after).order_by("seq")
+        event.payload for event in Event.objects.filter(conversation_id=conversation_id, seq__gt=after).order_by("seq")
     ]
 
 
@@ -109,7 +108,7 @@ def _answer_fields(message: Message) -> dict[str, Any]:
     }
 
 
-def _agent_name(agent: AbstractBaseUser) -> str:
+def _agent_name(agent: User) -> str:
     return str(getattr(agent, "first_name", "") or agent.get_username())
 
 
@@ -285,7 +284,7 @@ def large_answer_failed(message_id: int, error: str) -> None:
 # --- agents ---------------------------------------------------------------------------------------------------
 
 
-def take_over(conversation_id: uuid.UUID, agent: AbstractBaseUser) -> Conversation:
+def take_over(conversation_id: uuid.UUID, agent: User) -> Conversation:
     """Make the agent the owner. Refused when another agent owns the conversation."""
     with transaction.atomic():
         conversation = _locked(conversation_id)
@@ -299,7 +298,7 @@ def take_over(conversation_id: uuid.UUID, agent: AbstractBaseUser) -> Conversati
         return conversation
 
 
-def post_agent_reply(conversation_id: uuid.UUID, agent: AbstractBaseUser, text: str) -> Message:
+def post_agent_reply(conversation_id: uuid.UUID, agent: User, text: str) -> Message:
     text = text.strip()
     if not text:
         raise ConversationError("empty_text", "The reply is empty.")
@@ -322,7 +321,7 @@ def post_agent_reply(conversation_id: uuid.UUID, agent: AbstractBaseUser, text: 
         return reply
 
 
-def hand_back(conversation_id: uuid.UUID, agent: AbstractBaseUser) -> Conversation:
+def hand_back(conversation_id: uuid.UUID, agent: User) -> Conversation:
     """The agent is done: the bot answers again."""
     with transaction.atomic():
         conversation = _locked(conversation_id)
@@ -336,7 +335,7 @@ def hand_back(conversation_id: uuid.UUID, agent: AbstractBaseUser) -> Conversati
         return conversation
 
 
-def close(conversation_id: uuid.UUID, agent: AbstractBaseUser) -> Conversation:
+def close(conversation_id: uuid.UUID, agent: User) -> Conversation:
     with transaction.atomic():
         conversation = _locked(conversation_id)
         if conversation.owner == Owner.HUMAN and conversation.agent_id != agent.pk:

@@ -53,7 +53,8 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
     # The widget's id for a customer message; a repeat of it is the same message.
-    client_id = models.CharField(max_length=100, null=True, blank=True)
+    # NULL, not "", for non-customer messages: the unique constraint below must ignore them.
+    client_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
     text = models.TextField()
     # For answers: the customer message answered, and by which tier.
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
@@ -104,3 +105,6 @@ class Event(models.Model):
     class Meta:
         ordering = ["seq"]
         constraints = [models.UniqueConstraint(fields=["conversation", "seq"], name="unique_event_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.seq}"

@@ -1,9 +1,9 @@
 from django.conf import settings
-
-from chatbot.small import model as small_model
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.templatetags.static import static
+
+from chatbot.small import model as small_model
 
 
 def demo(request: HttpRequest) -> HttpResponse:

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import user_passes_test
+from django.contrib.auth.models import User
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -56,7 +57,7 @@ def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
 
 
 def _agent_action(
-    perform: Callable[[HttpRequest, uuid.UUID], str],
+    perform: Callable[[HttpRequest, User, uuid.UUID], str],
 ) -> Callable[[HttpRequest, uuid.UUID], HttpResponse]:
     """Run an action for a POSTed form; a refusal becomes a message on the conversation page."""
 
@@ -65,7 +66,9 @@ def _agent_action(
     def view(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
         get_object_or_404(Conversation, pk=conversation_id)
         try:
-            done = perform(request, conversation_id)
+            # staff_required has already turned anonymous visitors away.
+            assert isinstance(request.user, User)
+            done = perform(request, request.user, conversation_id)
         except actions.ConversationError as error:
             messages.error(request, error.message)
         else:
@@ -75,28 +78,28 @@ def _agent_action(
     return view
 
 
-def _reply(request: HttpRequest, conversation_id: uuid.UUID) -> str:
+def _reply(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
     text = request.POST.get("text", "")
     if len(text) > settings.TANDEM_MAX_MESSAGE_CHARS:
         raise actions.ConversationError(
             "text_too_long", f"The reply is longer than {settings.TANDEM_MAX_MESSAGE_CHARS} characters."
         )
-    actions.post_agent_reply(conversation_id, request.user, text)  # type: ignore[arg-type]
+    actions.post_agent_reply(conversation_id, agent, text)
     return "Reply sent."
 
 
-def _take_over(request: HttpRequest, conversation_id: uuid.UUID) -> str:
-    actions.take_over(conversation_id, request.user)  # type: ignore[arg-type]
+def _take_over(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
+    actions.take_over(conversation_id, agent)
     return "You are handling this conversation: the bot stays quiet until you hand it back."
 
 
-def _hand_back(request: HttpRequest, conversation_id: uuid.UUID) -> str:
-    actions.hand_back(conversation_id, request.user)  # type: ignore[arg-type]
+def _hand_back(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
+    actions.hand_back(conversation_id, agent)
     return "Handed back to the bot."
 
 
-def _close(request: HttpRequest, conversation_id: uuid.UUID) -> str:
-    actions.close(conversation_id, request.user)  # type: ignore[arg-type]
+def _close(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
+    actions.close(conversation_id, agent)
     return "Conversation closed."
 
 
@@ -104,6 +107,3 @@ reply = _agent_action(_reply)
 take_over = _agent_action(_take_over)
 hand_back = _agent_action(_hand_back)
 close = _agent_action(_close)
-
-
-

@@ -10,8 +10,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from chatbot.llm import LLMError, get_backend, reset_backend
-from chatbot.llm import local
+from chatbot.llm import LLMError, get_backend, local, reset_backend
 from chatbot.llm.local import TransformersBackend
 
 

@@ -4,7 +4,9 @@ from chatbot.policy import Decision, Reason, Thresholds, asks_for_human, decide
 from chatbot.small.model import Prediction
 
 LIMITS = Thresholds(
-    confidence=0.5, oos_similarity=0.45, sensitive_intents=frozenset({"close-account"}),
+    confidence=0.5,
+    oos_similarity=0.45,
+    sensitive_intents=frozenset({"close-account"}),
     human_intents=frozenset({"talk-to-human"}),
 )
 

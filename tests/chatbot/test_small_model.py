@@ -50,8 +50,14 @@ def test_a_newly_trained_model_is_picked_up_without_a_restart(
 
     # A tiny model that only knows two intents replaces it.
     small_model.train(
-        [("hello there", "greeting"), ("hi", "greeting"), ("good morning", "greeting"),
-         ("bye", "farewell"), ("see you later", "farewell"), ("goodbye", "farewell")],
+        [
+            ("hello there", "greeting"),
+            ("hi", "greeting"),
+            ("good morning", "greeting"),
+            ("bye", "farewell"),
+            ("see you later", "farewell"),
+            ("goodbye", "farewell"),
+        ],
         tmp_path,
     )
     after = small_model.get_small_model()

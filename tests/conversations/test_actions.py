@@ -19,9 +19,12 @@ pytestmark = pytest.mark.django_db
 def sent() -> Iterator[list[dict]]:
     """Frames broadcast to sockets (after commit)."""
     frames: list[dict] = []
-    with mock.patch(
-        "support.conversations.broadcast.send_to_conversation", side_effect=lambda _id, frame: frames.append(frame)
-    ), mock.patch("support.conversations.broadcast.send_to_staff"):
+    with (
+        mock.patch(
+            "support.conversations.broadcast.send_to_conversation", side_effect=lambda _id, frame: frames.append(frame)
+        ),
+        mock.patch("support.conversations.broadcast.send_to_staff"),
+    ):
         yield frames
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -77,8 +78,21 @@ def embedded_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
 
     port = free_port()
     process = subprocess.Popen(
-        [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory), "--logfile", str(directory / "redis.log")]
+        [
+            str(get_binary_path()),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--logfile",
+            str(directory / "redis.log"),
+        ]
     )
 
     def listening() -> bool:
@@ -113,16 +127,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
         stack.manage("migrate", "--noinput", "-v", "0")
         stack.manage("load_knowledge")
         stack.manage(
-            "shell", "-c",
+            "shell",
+            "-c",
             "from django.contrib.auth.models import User; "
             f"User.objects.create_user({AGENT_USER!r}, password={AGENT_PASSWORD!r}, first_name='Alex', is_staff=True)",
         )
         worker = stack.start(
             "worker",
-            [str(BIN / "celery"), "-A", "support", "worker", "-Q", "large,default", "--concurrency", "1",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", "tandem-test@%h"],
+            [
+                str(BIN / "celery"),
+                "-A",
+                "support",
+                "worker",
+                "-Q",
+                "large,default",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                "tandem-test@%h",
+            ],
         )
-        server = stack.start("server", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "support.asgi:application"])
+        server = stack.start(
+            "server", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "support.asgi:application"]
+        )
 
         def up() -> bool:
             for process, name in ((worker, "worker"), (server, "server")):
@@ -152,10 +183,8 @@ class ChatClient:
     """A customer's socket, as the widget uses it."""
 
     def __init__(self, stack: Stack, token: str | None = None, after: int | None = None) -> None:
-        query = "&".join(
-            f"{name}={value}" for name, value in (("token", token), ("after", after)) if value is not None
-        )
-        self._connection = connect(stack.ws + (f"?{query}" if query else ""), origin=stack.http)
+        query = "&".join(f"{name}={value}" for name, value in (("token", token), ("after", after)) if value is not None)
+        self._connection = connect(stack.ws + (f"?{query}" if query else ""), origin=Origin(stack.http))
         self.socket: ClientConnection = self._connection.__enter__()
         self.frames: list[dict[str, Any]] = []
         self.session = self.next_frame()

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from tests.integration.conftest import ChatClient, Stack, csrf_of
 
@@ -64,7 +65,8 @@ def test_an_agent_reply_reaches_the_customer_live(stack: Stack, visitor: ChatCli
     page = agent_http.get(f"/review/{conversation}/")
     assert "I want to talk to a real person please" in page.text
     response = agent_http.post(
-        f"/review/{conversation}/reply/", data={"text": "Hi, Alex here. How can I help?", "csrfmiddlewaretoken": csrf_of(page.text)}
+        f"/review/{conversation}/reply/",
+        data={"text": "Hi, Alex here. How can I help?", "csrfmiddlewaretoken": csrf_of(page.text)},
     )
     assert response.status_code == 302
 
@@ -147,7 +149,7 @@ def test_an_unknown_token_starts_a_new_conversation(stack: Stack) -> None:
 
 def test_a_page_from_another_origin_cannot_open_the_chat_socket(stack: Stack) -> None:
     with pytest.raises(InvalidStatus) as refused:
-        connect(stack.ws, origin="http://evil.example")
+        connect(stack.ws, origin=Origin("http://evil.example"))
     assert refused.value.response.status_code == 403
 
 

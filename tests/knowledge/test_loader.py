@@ -11,8 +11,13 @@ pytestmark = pytest.mark.django_db
 
 
 def article(slug: str, phrasings: int = 5, **fields: object) -> dict:
-    return {"slug": slug, "title": f"About {slug}", "answer": f"The answer on {slug}.",
-            "phrasings": [f"question {i} on {slug}" for i in range(phrasings)], **fields}
+    return {
+        "slug": slug,
+        "title": f"About {slug}",
+        "answer": f"The answer on {slug}.",
+        "phrasings": [f"question {i} on {slug}" for i in range(phrasings)],
+        **fields,
+    }
 
 
 def write(tmp_path: Path, articles: list[dict], name: str = "kb.json") -> Path:

@@ -16,9 +16,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def quiet_broadcasts():
-    with mock.patch("support.conversations.broadcast.send_to_conversation"), mock.patch(
-        "support.conversations.broadcast.send_to_staff"
-    ), mock.patch("chatbot.tasks.answer_with_large_model.delay"):
+    with (
+        mock.patch("support.conversations.broadcast.send_to_conversation"),
+        mock.patch("support.conversations.broadcast.send_to_staff"),
+        mock.patch("chatbot.tasks.answer_with_large_model.delay"),
+    ):
         yield
 
 

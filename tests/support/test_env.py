@@ -33,7 +33,12 @@ def test_database_urls() -> None:
     pg = database_from_url("postgres://tandem:s%40cret@db.example:5433/support?sslmode=require")
     assert pg["ENGINE"] == "django.db.backends.postgresql"
     assert (pg["NAME"], pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"]) == (
-        "support", "tandem", "s@cret", "db.example", "5433")
+        "support",
+        "tandem",
+        "s@cret",
+        "db.example",
+        "5433",
+    )
     assert pg["OPTIONS"] == {"sslmode": "require"}
     assert database_from_url("sqlite:////tmp/x.db")["NAME"] == "/tmp/x.db"
     with pytest.raises(ImproperlyConfigured):
