@@ -142,12 +142,10 @@ def prepare_data(env: dict[str, str], password: str) -> None:
     manage("migrate", "--noinput", "-v", "0", env=env)
     manage("load_knowledge", "--if-empty", env=env)
     manage("train_small_model", "--if-needed", env=env)
-    manage(
-        "ensure_admin",
-        "--username",
-        env.get("TANDEM_ADMIN_USER", "admin"),
-        env={**env, "TANDEM_ADMIN_PASSWORD": password},
-    )
+    # A password given in the environment is applied every time; a generated one only to a new account.
+    reset = ["--set-password"] if env.get("TANDEM_ADMIN_PASSWORD") else []
+    user = env.get("TANDEM_ADMIN_USER", "admin")
+    manage("ensure_admin", "--username", user, *reset, env={**env, "TANDEM_ADMIN_PASSWORD": password})
 
 
 def _interrupt(*_: object) -> None:

@@ -135,8 +135,6 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ROUTES = {"chatbot.tasks.*": {"queue": "large"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Tests run tasks in-process when no worker is involved.
-CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --- Small tier -----------------------------------------------------------------------------------
 TANDEM_TORCH_THREADS = envint("TANDEM_TORCH_THREADS", 1, minimum=1)

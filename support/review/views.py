@@ -36,7 +36,8 @@ def queue(request: HttpRequest) -> HttpResponse:
     rows = []
     for conversation in conversations[:QUEUE_LENGTH]:
         last_customer = conversation.messages.filter(role=Role.CUSTOMER).order_by("-created_at", "-id").first()
-        rows.append({"conversation": conversation, "last_customer": last_customer})
+        large_answer = conversation.messages.filter(tier=Tier.LARGE).order_by("-created_at", "-id").first()
+        rows.append({"conversation": conversation, "last_customer": last_customer, "large_answer": large_answer})
     return render(request, "review/queue.html", {"rows": rows, "show": show})
 
 
@@ -44,7 +45,10 @@ def queue(request: HttpRequest) -> HttpResponse:
 def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = get_object_or_404(Conversation.objects.select_related("agent"), pk=conversation_id)
     transcript = list(conversation.messages.select_related("author", "reply_to"))
-    drafts = [m for m in transcript if m.tier == Tier.LARGE]
+    # A large-model answer held back because an agent took over: offered as the start of a reply.
+    drafts = [m for m in transcript if m.tier == Tier.LARGE and not m.delivered]
+    latest_reply = max((m.id for m in transcript if m.role == Role.AGENT), default=0)
+    drafts = [m for m in drafts if m.id > latest_reply]
     context: dict[str, Any] = {
         "conversation": conversation,
         "transcript": transcript,

@@ -12,6 +12,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="admin")
+        parser.add_argument("--set-password", action="store_true", help="also give an existing account this password")
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = os.environ.get("TANDEM_ADMIN_PASSWORD", "")
@@ -21,8 +22,8 @@ class Command(BaseCommand):
         user, created = users.objects.get_or_create(
             username=options["username"], defaults={"is_staff": True, "is_superuser": True}
         )
-        if created:
-            # Only a new account gets the password: one changed in the admin site is kept.
+        # Without --set-password only a new account gets the password: one changed in the admin site is kept.
+        if created or options["set_password"]:
             user.set_password(password)
             user.save()
-            self.stdout.write(f"Created the admin user {user.username!r}.")
+            self.stdout.write(f"{'Created' if created else 'Updated'} the admin user {user.username!r}.")
