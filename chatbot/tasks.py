@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -15,6 +17,23 @@ from support.conversations.protocol import token_frame
 
 logger = logging.getLogger(__name__)
 MAX_RETRIES = 3
+OWNER_CHECK_SECONDS = 1.0
+
+
+class _StreamGate:
+    """An agent may take over while the model writes: from then on the text is only a draft for the
+    agent, and the customer stops receiving it. Ownership is re-read at most once a second."""
+
+    def __init__(self, conversation_id: uuid.UUID) -> None:
+        self.conversation_id = conversation_id
+        self.allowed = actions.bot_may_reply(conversation_id)
+        self.checked = time.monotonic()
+
+    def open(self) -> bool:
+        if self.allowed and time.monotonic() - self.checked >= OWNER_CHECK_SECONDS:
+            self.allowed = actions.bot_may_reply(self.conversation_id)
+            self.checked = time.monotonic()
+        return self.allowed
 
 
 @shared_task(
@@ -31,9 +50,11 @@ def answer_with_large_model(self, message_id: int) -> None:  # type: ignore[no-u
         logger.info("Message %s already has a large-model answer (or is gone): nothing to do", message_id)
         return
     conversation_id, reply_to = message.conversation_id, message.client_id
+    gate = _StreamGate(conversation_id)
 
     def stream(delta: str) -> None:
-        broadcast.send_to_conversation(conversation_id, token_frame(reply_to, delta))
+        if gate.open():
+            broadcast.send_to_conversation(conversation_id, token_frame(reply_to, delta))
 
     try:
         generation = get_backend().generate(

@@ -238,6 +238,11 @@ def pending_large_answer(message_id: int) -> Message | None:
     return message
 
 
+def bot_may_reply(conversation_id: uuid.UUID) -> bool:
+    """False once an agent owns the conversation: only the owner speaks to the customer."""
+    return not Conversation.objects.filter(pk=conversation_id, owner=Owner.HUMAN).exists()
+
+
 def store_large_answer(message_id: int, generation: Generation) -> Message | None:
     """Store the large model's answer once. Sent to the customer unless an agent has taken over, in
     which case it stays a draft for the agent. Returns None when an answer was already stored."""

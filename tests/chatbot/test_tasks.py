@@ -1,0 +1,147 @@
+"""The large-model task: streaming, storing once, retries, and staying quiet once an agent owns the chat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.contrib.auth.models import User
+
+from chatbot.llm import LLMError, reset_backend
+from chatbot.llm.base import Generation
+from chatbot.tasks import answer_with_large_model
+from support.conversations import actions
+from support.conversations.models import Message, Tier
+
+pytestmark = pytest.mark.django_db
+
+
+class FakeBackend:
+    """Stands in for a model server: replies with fixed words, or fails a set number of times."""
+
+    model_name = "fake-llm"
+    calls: list[list[dict[str, str]]] = []
+    failures_left = 0
+    before_token: Callable[[], None] = staticmethod(lambda: None)
+
+    def warm_up(self) -> None:
+        pass
+
+    def generate(
+        self, messages: list[dict[str, str]], *, max_tokens: int, on_token: Callable[[str], None] | None = None
+    ) -> Generation:
+        FakeBackend.calls.append(messages)
+        if FakeBackend.failures_left:
+            FakeBackend.failures_left -= 1
+            raise LLMError("server unavailable")
+        words = ["You ", "can ", "return ", "it."]
+        for word in words:
+            FakeBackend.before_token()
+            if on_token:
+                on_token(word)
+        return Generation("".join(words), input_tokens=120, output_tokens=len(words), model=self.model_name)
+
+
+@pytest.fixture
+def backend(settings) -> Iterator[type[FakeBackend]]:
+    settings.TANDEM_LLM_BACKEND = "tests.chatbot.test_tasks.FakeBackend"
+    settings.TANDEM_LLM_OPTIONS = {}
+    settings.TANDEM_PRICES = {**settings.TANDEM_PRICES, "fake-llm": {"input": 1.0, "output": 2.0}}
+    FakeBackend.calls, FakeBackend.failures_left, FakeBackend.before_token = [], 0, staticmethod(lambda: None)
+    reset_backend()
+    yield FakeBackend
+    reset_backend()
+
+
+@pytest.fixture
+def frames() -> Iterator[list[dict[str, Any]]]:
+    sent: list[dict[str, Any]] = []
+    with (
+        mock.patch(
+            "support.conversations.broadcast.send_to_conversation", side_effect=lambda _id, frame: sent.append(frame)
+        ),
+        mock.patch("support.conversations.broadcast.send_to_staff"),
+        mock.patch("chatbot.tasks.answer_with_large_model.delay"),
+    ):
+        yield sent
+
+
+@pytest.fixture
+def escalated_message(knowledge_base: None, small_model_dir: object, frames: list) -> Message:
+    session = actions.open_session(None)
+    actions.post_customer_message(session.conversation_id, "q1", "Can I return a sofa my cat scratched?")
+    return Message.objects.get(client_id="q1")
+
+
+def test_the_answer_is_grounded_streamed_and_stored_with_its_cost(
+    backend: type[FakeBackend], escalated_message: Message, frames: list[dict[str, Any]]
+) -> None:
+    answer_with_large_model.apply(args=[escalated_message.id])
+    prompt = backend.calls[0]
+    assert prompt[0]["role"] == "system" and "Knowledge base:" in prompt[0]["content"]
+    assert "return" in prompt[0]["content"].lower()  # the returns articles were retrieved
+    assert prompt[-1] == {"role": "user", "content": "Can I return a sofa my cat scratched?"}
+    assert [f["text"] for f in frames if f["type"] == "token"] == ["You ", "can ", "return ", "it."]
+    answer = Message.objects.get(tier=Tier.LARGE)
+    assert (answer.text, answer.input_tokens, answer.output_tokens) == ("You can return it.", 120, 4)
+    assert float(answer.cost_usd) == pytest.approx((120 * 1.0 + 4 * 2.0) / 1e6)
+
+
+def test_a_redelivered_task_does_nothing(backend: type[FakeBackend], escalated_message: Message) -> None:
+    answer_with_large_model.apply(args=[escalated_message.id])
+    answer_with_large_model.apply(args=[escalated_message.id])
+    assert len(backend.calls) == 1
+    assert Message.objects.filter(tier=Tier.LARGE).count() == 1
+
+
+def test_a_failing_model_is_retried(backend: type[FakeBackend], escalated_message: Message) -> None:
+    backend.failures_left = 2
+    with mock.patch("chatbot.tasks.answer_with_large_model.retry", side_effect=_retry_now):
+        answer_with_large_model.apply(args=[escalated_message.id])
+    assert len(backend.calls) == 3
+    assert Message.objects.filter(tier=Tier.LARGE).count() == 1
+
+
+def test_a_model_that_keeps_failing_hands_the_question_to_agents(
+    backend: type[FakeBackend], escalated_message: Message
+) -> None:
+    backend.failures_left = 99
+    with mock.patch("chatbot.tasks.answer_with_large_model.retry", side_effect=_retry_now):
+        answer_with_large_model.apply(args=[escalated_message.id])
+    assert len(backend.calls) == 4  # the first try and three retries
+    last = actions.events_after(escalated_message.conversation_id, 0)[-1]
+    assert last["type"] == "escalated" and last["reason"] == "large_model_failed"
+    assert not Message.objects.filter(tier=Tier.LARGE).exists()
+
+
+def test_once_an_agent_takes_over_the_customer_stops_receiving_tokens(
+    backend: type[FakeBackend], escalated_message: Message, frames: list[dict[str, Any]], agent: User, monkeypatch
+) -> None:
+    monkeypatch.setattr("chatbot.tasks.OWNER_CHECK_SECONDS", 0.0)
+    taken = []
+
+    def take_over_after_two_tokens() -> None:
+        if len([f for f in frames if f["type"] == "token"]) == 2 and not taken:
+            actions.take_over(escalated_message.conversation_id, agent)
+            taken.append(True)
+
+    backend.before_token = staticmethod(take_over_after_two_tokens)
+    answer_with_large_model.apply(args=[escalated_message.id])
+    assert [f["text"] for f in frames if f["type"] == "token"] == ["You ", "can "]
+    draft = Message.objects.get(tier=Tier.LARGE)
+    assert draft.text == "You can return it." and not draft.delivered
+    assert not [f for f in frames if f["type"] == "answer" and f["tier"] == "large"]
+
+
+def _retry_now(*, exc: Exception, countdown: float) -> None:
+    """Celery's eager retry, without the wait: run the task again with one more retry counted."""
+    task = answer_with_large_model
+    retries = task.request.retries + 1
+    task.apply(args=task.request.args, retries=retries, throw=True)
+    raise _Retried()
+
+
+class _Retried(Exception):
+    pass
