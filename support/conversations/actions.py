@@ -326,27 +326,24 @@ def post_agent_reply(conversation_id: uuid.UUID, agent: User, text: str) -> Mess
         return reply
 
 
-def hand_back(conversation_id: uuid.UUID, agent: User) -> Conversation:
-    """The agent is done: the bot answers again."""
+def _release(conversation_id: uuid.UUID, agent: User, owner: Owner, change: str) -> Conversation:
+    """End the agent's ownership (and any pending escalation): to the bot again, or closed."""
     with transaction.atomic():
         conversation = _locked(conversation_id)
         if conversation.owner == Owner.HUMAN and conversation.agent_id != agent.pk:
             raise ConversationError("owned_by_another_agent", "Another agent is handling this conversation.")
-        conversation.owner = Owner.BOT
+        conversation.owner = owner
         conversation.agent = None
         conversation.escalated_at = None
         conversation.save(update_fields=["owner", "agent", "escalated_at", "updated_at"])
-        _notify_staff(conversation.id, "handed_back")
+        _notify_staff(conversation.id, change)
         return conversation
+
+
+def hand_back(conversation_id: uuid.UUID, agent: User) -> Conversation:
+    """The agent is done: the bot answers again."""
+    return _release(conversation_id, agent, Owner.BOT, "handed_back")
 
 
 def close(conversation_id: uuid.UUID, agent: User) -> Conversation:
-    with transaction.atomic():
-        conversation = _locked(conversation_id)
-        if conversation.owner == Owner.HUMAN and conversation.agent_id != agent.pk:
-            raise ConversationError("owned_by_another_agent", "Another agent is handling this conversation.")
-        conversation.owner = Owner.CLOSED
-        conversation.escalated_at = None
-        conversation.save(update_fields=["owner", "escalated_at", "updated_at"])
-        _notify_staff(conversation.id, "closed")
-        return conversation
+    return _release(conversation_id, agent, Owner.CLOSED, "closed")
