@@ -8,11 +8,13 @@ header), and the proxy closes the live connections on both sides."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
@@ -214,14 +216,40 @@ def proxy(stack: Stack) -> Iterator[DroppingProxy]:
         yield proxy
 
 
-def open_widget(page: Page, url: str) -> list[str]:
-    """Load the demo page, open the chat and wait until it is online; returns the socket URLs it opens."""
-    sockets: list[str] = []
+@dataclass
+class Sockets:
+    """The chat sockets a page opened, in order, and the seq of every stored event each one received."""
 
-    def opened(ws: WebSocket) -> None:
-        sockets.append(ws.url)
+    urls: list[str] = field(default_factory=list)
+    seqs: list[list[int]] = field(default_factory=list)
 
-    page.on("websocket", opened)
+    def query(self, index: int) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.urls[index]).query)
+
+    def opened(self, ws: WebSocket) -> None:
+        received: list[int] = []
+        self.urls.append(ws.url)
+        self.seqs.append(received)
+
+        def frame(payload: str | bytes) -> None:
+            seq = json.loads(payload).get("seq")
+            if seq is not None:
+                received.append(seq)
+
+        ws.on("framereceived", frame)
+
+    def wait_for_seq(self, page: Page, seq: int, timeout: float = 10) -> None:
+        """Playwright hands socket events to Python while a page call runs, so poll through the page."""
+        deadline = time.monotonic() + timeout
+        while not any(seq in received for received in self.seqs):
+            assert time.monotonic() < deadline, f"no socket received seq {seq}: {self.seqs}"
+            page.wait_for_timeout(50)
+
+
+def open_widget(page: Page, url: str) -> Sockets:
+    """Load the demo page, open the chat and wait until it is online; records the sockets it opens."""
+    sockets = Sockets()
+    page.on("websocket", sockets.opened)
     page.goto(url + "/")
     page.click(".tandem-launcher")
     page.locator(f'{STATUS}[data-state="online"]').wait_for(state="attached", timeout=RECONNECT_MS)
@@ -253,11 +281,18 @@ def recorded_states(page: Page) -> list[str]:
     return list(page.evaluate("window.__tandem.states"))
 
 
-def wait_for_state_after(page: Page, index: int, state: str, timeout: int = RECONNECT_MS) -> None:
-    """Wait until the widget has shown `state` (visible or not) since the `index`-th recorded status."""
+def wait_for_states_after(page: Page, index: int, *states: str, timeout: int = RECONNECT_MS) -> None:
+    """Wait until the widget has shown `states` in this order (visible or not, others may come between)
+    since the `index`-th recorded status."""
     page.wait_for_function(
-        "([index, state]) => window.__tandem.states.slice(index).some((s) => s.split(':')[0] === state)",
-        arg=[index, state],
+        """([index, wanted]) => {
+          let next = 0;
+          for (const shown of window.__tandem.states.slice(index)) {
+            if (next < wanted.length && shown.split(':')[0] === wanted[next]) next += 1;
+          }
+          return next === wanted.length;
+        }""",
+        arg=[index, list(states)],
         timeout=timeout,
     )
 
@@ -279,12 +314,11 @@ def test_the_widget_survives_a_dropped_connection_and_shows_nothing_twice(page: 
     sockets = open_widget(page, proxy.url)
     ask(page, ROUTINE)
     wait_for_small_answer(page, ROUTINE)
-    assert len(sockets) == 1
+    assert len(sockets.urls) == 1
     before_drop = len(recorded_states(page))
 
     assert proxy.drop_all() >= 1, "the widget had no live connection through the proxy"
-    wait_for_state_after(page, before_drop, "reconnecting")
-    wait_for_state_after(page, before_drop, "online")
+    wait_for_states_after(page, before_drop, "reconnecting", "online")
     expect(page.locator(STATUS)).to_have_attribute("data-state", "online", timeout=RECONNECT_MS)
     assert page.evaluate("window.TandemWidget.state.online") is True
 
@@ -297,12 +331,15 @@ def test_the_widget_survives_a_dropped_connection_and_shows_nothing_twice(page: 
     assert seqs_on_page(page) == [1, 2, 3, 4]
     assert page.locator(f"{ANSWER}.tandem-streaming, {CUSTOMER}.tandem-pending").count() == 0
 
-    # The first socket started a conversation; the second resumed it from the last event shown.
-    assert len(sockets) == 2, sockets
-    first, resumed = (parse_qs(urlsplit(url).query) for url in sockets)
+    # The first socket started a conversation; the second resumed it from the last event shown, and the
+    # server sent it only what came after: no event crossed the wire twice.
+    assert len(sockets.urls) == 2, sockets.urls
+    first, resumed = sockets.query(0), sockets.query(1)
     assert "token" not in first and first["after"] == ["0"]
-    assert resumed.get("token") == [stored_token(page)], sockets
-    assert resumed["after"] == ["2"]
+    assert resumed.get("token") == [stored_token(page)], sockets.urls
+    assert resumed["after"] == ["2"], sockets.urls
+    sockets.wait_for_seq(page, 4)
+    assert sockets.seqs == [[1, 2], [3, 4]]
 
 
 def test_a_message_typed_while_the_connection_is_down_is_delivered_once_after_reconnecting(
@@ -315,7 +352,7 @@ def test_a_message_typed_while_the_connection_is_down_is_delivered_once_after_re
 
     proxy.paused = True
     assert proxy.drop_all() >= 1
-    wait_for_state_after(page, before_drop, "reconnecting")
+    wait_for_states_after(page, before_drop, "reconnecting")
     # The widget has tried again and been turned away at least once: it is really offline now.
     wait_until(lambda: proxy.refused > 0, RECONNECT_MS / 1000, "the widget to try to reconnect")
     expect(page.locator(STATUS)).to_have_attribute("data-state", "reconnecting")
@@ -340,8 +377,10 @@ def test_a_message_typed_while_the_connection_is_down_is_delivered_once_after_re
     assert page.evaluate("window.TandemWidget.state.pending") == []
     # The refused attempts never reached the server; the one that did resumed the conversation.
     assert proxy.refused >= 1
-    resumed = parse_qs(urlsplit(sockets[-1]).query)
-    assert resumed.get("token") == [stored_token(page)] and resumed["after"] == ["2"], sockets
+    resumed = sockets.query(-1)
+    assert resumed.get("token") == [stored_token(page)] and resumed["after"] == ["2"], sockets.urls
+    sockets.wait_for_seq(page, 4)
+    assert [seq for received in sockets.seqs for seq in received] == [1, 2, 3, 4], sockets.seqs
 
 
 def test_an_escalated_question_shows_a_status_while_it_waits_then_the_streamed_answer(stack: Stack, page: Page) -> None:
