@@ -441,7 +441,19 @@
       answered.add(replyTo);
       escalated.delete(replyTo);
     }
+    if (tier === 'agent') abandonOtherWork();
     updateStatus();
+  }
+
+  // A person has taken over: the large model's unfinished answers will not be sent (they become the
+  // agent's drafts), so drop their partial bubbles and stop waiting on escalations.
+  function abandonOtherWork() {
+    streams.forEach(function (stream, replyTo) {
+      stream.el.remove();
+      answered.add(replyTo);
+    });
+    streams.clear();
+    escalated.clear();
   }
 
   function onEscalated(f, seq) {
