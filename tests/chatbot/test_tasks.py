@@ -120,7 +120,7 @@ def test_once_an_agent_takes_over_the_customer_stops_receiving_tokens(
     backend: type[FakeBackend], escalated_message: Message, frames: list[dict[str, Any]], agent: User, monkeypatch
 ) -> None:
     monkeypatch.setattr("chatbot.tasks.OWNER_CHECK_SECONDS", 0.0)
-    taken = []
+    taken: list[bool] = []
 
     def take_over_after_two_tokens() -> None:
         if len([f for f in frames if f["type"] == "token"]) == 2 and not taken:
