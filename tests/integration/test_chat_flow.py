@@ -157,3 +157,21 @@ def test_two_visitors_never_see_each_others_events(visitor: ChatClient, other_vi
     visitor.ask("a1", ROUTINE)
     visitor.wait_for(is_type("answer", reply_to="a1"))
     assert other_visitor.drain(1) == []
+
+
+def test_agents_pages_hear_about_new_escalations(stack: Stack, visitor: ChatClient, agent_http: httpx.Client) -> None:
+    cookie = f"sessionid={agent_http.cookies['sessionid']}"
+    with connect(
+        stack.http.replace("http://", "ws://") + "/ws/staff/",
+        origin=Origin(stack.http),
+        additional_headers={"Cookie": cookie},
+    ) as staff:
+        visitor.ask("s1", "can I speak to a human please")
+        change = json.loads(staff.recv(timeout=15))
+    assert change == {"conversation": visitor.session["conversation"], "change": "escalated"}
+
+
+def test_the_staff_socket_refuses_customers(stack: Stack) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(stack.http.replace("http://", "ws://") + "/ws/staff/", origin=Origin(stack.http))
+    assert refused.value.response.status_code == 403
