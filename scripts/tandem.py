@@ -176,6 +176,9 @@ def command_run(args: argparse.Namespace) -> None:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def stop_all() -> None:
+        # A second Ctrl-C must not cut the clean-up short and leave servers running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for name, process in reversed(children):
             if process.poll() is None:
                 say(f"Stopping {name}")
