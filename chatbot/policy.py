@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from django.conf import settings
 
-from chatbot.small.model import Prediction
+from chatbot.small.model import ModelNotTrained, Policy, Prediction, get_small_model
 
 
 class Reason(StrEnum):
@@ -44,13 +44,30 @@ class Thresholds:
     human_intents: frozenset[str]
 
     @classmethod
-    def from_settings(cls) -> Thresholds:
+    def current(cls, trained: Policy | None = None) -> Thresholds:
+        """The thresholds trained with the model in use (or the ones given), unless settings fix them."""
+        if trained is None:
+            try:
+                trained = get_small_model().policy
+            except ModelNotTrained:
+                trained = None
+        confidence = settings.TANDEM_CONFIDENCE_THRESHOLD
+        if confidence is None:
+            confidence = trained.confidence_threshold if trained else DEFAULT_CONFIDENCE
+        similarity = settings.TANDEM_OOS_SIMILARITY
+        if similarity is None:
+            similarity = trained.oos_similarity if trained else DEFAULT_OOS_SIMILARITY
         return cls(
-            confidence=settings.TANDEM_CONFIDENCE_THRESHOLD,
-            oos_similarity=settings.TANDEM_OOS_SIMILARITY,
+            confidence=confidence,
+            oos_similarity=similarity,
             sensitive_intents=frozenset(settings.TANDEM_SENSITIVE_INTENTS),
             human_intents=frozenset(settings.TANDEM_HUMAN_INTENTS),
         )
+
+
+# For a model trained before thresholds were stored with it.
+DEFAULT_CONFIDENCE = 0.5
+DEFAULT_OOS_SIMILARITY = 0.45
 
 
 # Explicit requests for a person. The classifier also learns them (the `talk-to-human` article);
@@ -71,7 +88,7 @@ def asks_for_human(text: str) -> bool:
 
 
 def decide(text: str, prediction: Prediction, thresholds: Thresholds | None = None) -> Decision:
-    limits = thresholds or Thresholds.from_settings()
+    limits = thresholds or Thresholds.current()
     # A customer who asks for a person gets one, even if the bot could answer.
     if asks_for_human(text):
         return Decision.escalate(Reason.HUMAN_REQUESTED)

@@ -57,6 +57,13 @@ def envfloat(name: str, default: float, *, minimum: float | None = None, maximum
     return value
 
 
+def envoptfloat(name: str, *, minimum: float | None = None, maximum: float | None = None) -> float | None:
+    """A number, or None when the variable is unset or empty."""
+    if not os.environ.get(name, "").strip():
+        return None
+    return envfloat(name, 0.0, minimum=minimum, maximum=maximum)
+
+
 def envlist(name: str, default: list[str] | None = None) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

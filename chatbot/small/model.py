@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from chatbot.small import classifier
 from chatbot.small.encoder import Encoder, get_encoder
 
 Progress = Callable[[str], None]
@@ -44,37 +45,35 @@ def fingerprint(examples: list[tuple[str, str]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _fit(embeddings: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.linear_model import LogisticRegression
+@dataclass(frozen=True)
+class Policy:
+    """The router's thresholds, chosen at training time and stored with the artefact."""
 
-    # Embeddings are unit vectors, so their dot products are small: a weak penalty (large C) lets the
-    # classifier become confident where the examples agree.
-    classifier = LogisticRegression(C=20.0, max_iter=2000)
-    classifier.fit(embeddings, labels)
-    return classifier.coef_.astype(np.float32), classifier.intercept_.astype(np.float32)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    confidence_threshold: float
+    oos_similarity: float
+    chosen_by: str
 
 
-def _holdout_accuracy(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> float | None:
-    """Accuracy on one example per intent held out (needs at least 3 examples of every intent)."""
-    rng = np.random.default_rng(seed)
-    test_idx = []
-    for label in np.unique(labels):
-        idx = np.flatnonzero(labels == label)
-        if len(idx) < 3:
-            return None
-        test_idx.append(rng.choice(idx))
-    test = np.zeros(len(labels), dtype=bool)
-    test[test_idx] = True
-    coef, intercept = _fit(embeddings[~test], labels[~test])
-    classes = np.unique(labels[~test])
-    predicted = classes[np.argmax(embeddings[test] @ coef.T + intercept, axis=1)]
-    return float(np.mean(predicted == labels[test]))
+def choose_policy(embeddings: np.ndarray, labels: np.ndarray) -> tuple[Policy, dict[str, Any]]:
+    """Pick the thresholds from out-of-fold predictions on the training data, and report how they did."""
+    scores = classifier.out_of_fold_scores(embeddings, labels)
+    correct = scores.intents == labels
+    if settings.TANDEM_TARGET_ESCALATION_RATE is not None:
+        rate = settings.TANDEM_TARGET_ESCALATION_RATE
+        threshold = classifier.threshold_for_escalation_rate(scores.confidences, rate)
+        chosen_by = f"escalation rate {rate:.0%} on held-out training examples"
+    else:
+        target = settings.TANDEM_TARGET_ANSWERED_ACCURACY
+        threshold = classifier.threshold_for_accuracy(scores.confidences, correct, target)
+        chosen_by = f"answered accuracy {target:.1%} on held-out training examples"
+    floor = classifier.similarity_floor(scores.similarities, settings.TANDEM_OOS_IN_SCOPE_LOSS)
+    answered = (scores.confidences >= threshold) & (scores.similarities >= floor)
+    metrics = {
+        "holdout_accuracy": round(float(correct.mean()), 4),
+        "holdout_coverage": round(float(answered.mean()), 4),
+        "holdout_answered_accuracy": round(float(correct[answered].mean()), 4) if answered.any() else None,
+    }
+    return Policy(round(threshold, 6), round(floor, 6), chosen_by), metrics
 
 
 def train(
@@ -94,32 +93,25 @@ def train(
     texts = [text for text, _ in examples]
     labels = np.array([label for _, label in examples])
     say(f"Embedding {len(texts)} examples with {settings.TANDEM_SMALL_MODEL_NAME}")
-    embeddings = encoder.embed(texts)
-    say("Measuring accuracy on held-out examples")
-    holdout = _holdout_accuracy(embeddings, labels)
+    embeddings = encoder.embed(texts, progress=True)
+    say("Choosing the router's thresholds from held-out predictions")
+    policy, metrics = choose_policy(embeddings, labels)
     say("Fitting the classifier on all examples")
-    coef, intercept = _fit(embeddings, labels)
-    classes = np.unique(labels)
+    head = classifier.Classifier.fit(embeddings, labels)
 
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = Path(directory) / version
     target.mkdir(parents=True, exist_ok=False)
-    np.savez(
-        target / "weights.npz",
-        coef=coef,
-        intercept=intercept,
-        classes=classes,
-        examples=embeddings,
-        example_labels=labels,
-    )
+    head.save(target / "weights.npz")
     meta = {
         "version": version,
         "created_at": datetime.now(UTC).isoformat(),
         "encoder": settings.TANDEM_SMALL_MODEL_NAME,
         "data_fingerprint": fingerprint(examples),
         "examples": len(examples),
-        "intents": len(classes),
-        "metrics": {"holdout_accuracy": holdout},
+        "intents": len(head.classes),
+        "metrics": metrics,
+        "policy": asdict(policy),
         "training_seconds": round(time.monotonic() - started, 2),
     }
     (target / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -151,30 +143,37 @@ def current_meta(directory: Path | None = None) -> dict[str, Any] | None:
 
 class SmallModel:
     def __init__(self, folder: Path, encoder: Encoder) -> None:
-        weights = np.load(folder / "weights.npz", allow_pickle=False)
         self.version = folder.name
         self.meta = json.loads((folder / "meta.json").read_text())
-        self.coef = weights["coef"]
-        self.intercept = weights["intercept"]
-        self.classes = [str(c) for c in weights["classes"]]
-        self.examples = weights["examples"]
-        self.example_labels = [str(label) for label in weights["example_labels"]]
+        self.head = classifier.Classifier.load(folder / "weights.npz")
+        self.policy = Policy(**self.meta["policy"]) if "policy" in self.meta else None
         self.encoder = encoder
 
     def predict(self, text: str) -> Prediction:
         vector = self.encoder.embed([text])[0]
         return self.predict_vector(vector, self.encoder.count_tokens(text))
 
+    def predict_many(self, texts: list[str]) -> list[Prediction]:
+        scores = self.head.score(self.encoder.embed(texts))
+        tokens = self.encoder.count_tokens_many(texts)
+        return [
+            Prediction(str(intent), float(confidence), float(similarity), count)
+            for intent, confidence, similarity, count in zip(
+                scores.intents, scores.confidences, scores.similarities, tokens, strict=True
+            )
+        ]
+
     def predict_vector(self, vector: np.ndarray, input_tokens: int = 0) -> Prediction:
-        probabilities = _softmax(vector @ self.coef.T + self.intercept)
-        best = int(np.argmax(probabilities))
-        similarity = float(np.max(self.examples @ vector))
-        return Prediction(self.classes[best], float(probabilities[best]), similarity, input_tokens)
+        scores = self.head.score(vector[None, :])
+        return Prediction(
+            str(scores.intents[0]), float(scores.confidences[0]), float(scores.similarities[0]), input_tokens
+        )
 
     def nearest_intents(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The k intents whose closest example is most similar to the vector, best first."""
         best: dict[str, float] = {}
-        for label, similarity in zip(self.example_labels, (self.examples @ vector).tolist(), strict=True):
+        similarities = (self.head.examples @ vector).tolist()
+        for label, similarity in zip(self.head.example_labels.tolist(), similarities, strict=True):
             if similarity > best.get(label, -2.0):
                 best[label] = similarity
         return sorted(best.items(), key=lambda item: item[1], reverse=True)[:k]

@@ -138,18 +138,33 @@ def _classify(text: str) -> Prediction | None:
         return None
 
 
-def post_customer_message(conversation_id: uuid.UUID, client_id: str, text: str) -> Posted:
+class _NotClassified:
+    pass
+
+
+NOT_CLASSIFIED = _NotClassified()
+
+
+def post_customer_message(
+    conversation_id: uuid.UUID,
+    client_id: str,
+    text: str,
+    prediction: Prediction | None | _NotClassified = NOT_CLASSIFIED,
+) -> Posted:
     """Store a customer's message, then answer it with the small model or escalate it.
 
-    A client id already stored for this conversation returns the original ack and does nothing else.
+    The server classifies in micro-batches beforehand and passes the `prediction` (None: the model
+    could not run); other callers let this function classify. A client id already stored for this
+    conversation returns the original ack and does nothing else.
     """
     stored = _stored_ack(conversation_id, client_id)
     if stored is not None:
         return Posted(stored, duplicate=True)
-    owner = Conversation.objects.values_list("owner", flat=True).get(pk=conversation_id)
-    # Classification runs before the transaction so the write lock is held for milliseconds only; an
-    # agent who owns the conversation answers it, so the bot does not even look.
-    prediction = _classify(text) if owner != Owner.HUMAN else None
+    if isinstance(prediction, _NotClassified):
+        owner = Conversation.objects.values_list("owner", flat=True).get(pk=conversation_id)
+        # Classification runs before the transaction so the write lock is held for milliseconds only;
+        # an agent who owns the conversation answers it, so the bot does not even look.
+        prediction = _classify(text) if owner != Owner.HUMAN else None
 
     with transaction.atomic():
         conversation = _locked(conversation_id)

@@ -10,6 +10,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from chatbot.small import batching
+from chatbot.small.model import ModelNotTrained, Prediction
 from support.conversations import actions, broadcast
 from support.conversations.protocol import FrameError, error_frame, parse_after, parse_client_frame, session_frame
 
@@ -45,8 +47,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except FrameError as error:
             await self._send(error_frame(error.code, error.message, error.client_id))
             return
+        try:
+            prediction: Prediction | None = await batching.predict(frame.text)
+        except ModelNotTrained:
+            prediction = None
         posted = await database_sync_to_async(actions.post_customer_message)(
-            self.conversation_id, frame.client_id, frame.text
+            self.conversation_id, frame.client_id, frame.text, prediction
         )
         if posted.duplicate:
             # Only this socket asked again; the stored ack is not a new event for the others.

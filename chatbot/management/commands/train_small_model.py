@@ -1,25 +1,13 @@
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from chatbot.small import evaluation
 from chatbot.small import model as small_model
 from support.knowledge.loader import training_examples
-
-
-def read_csv(path: Path) -> list[tuple[str, str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
-                raise CommandError(f"{path}: the CSV needs a header with columns text,label")
-            rows = [(row["text"].strip(), row["label"].strip()) for row in reader]
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    return [(text, label) for text, label in rows if text and label]
 
 
 class Command(BaseCommand):
@@ -34,7 +22,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        examples = read_csv(options["csv"]) if options["csv"] else training_examples()
+        try:
+            examples = evaluation.read_labelled_csv(options["csv"]) if options["csv"] else training_examples()
+        except evaluation.DataError as exc:
+            raise CommandError(str(exc)) from None
+        examples = [(text, label) for text, label in examples if label]
         if not examples:
             raise CommandError("no training examples: load a knowledge base first (python manage.py load_knowledge)")
         meta = small_model.current_meta()
@@ -49,5 +41,5 @@ class Command(BaseCommand):
         assert trained is not None
         self.stdout.write(
             f"Trained small model {folder.name}: {trained['examples']} examples, {trained['intents']} intents, "
-            f"hold-out accuracy {trained['metrics']['holdout_accuracy']}, {trained['training_seconds']} s."
+            f"{trained['training_seconds']} s. Held-out: {trained['metrics']}. Policy: {trained['policy']}."
         )

@@ -1,0 +1,82 @@
+"""Micro-batching for the small model inside the ASGI server.
+
+Many chats ask at once; encoding them one by one wastes the CPU on per-call overhead. Requests from
+the event loop queue up here; one background thread takes whatever is waiting (up to MAX_BATCH, after
+at most MAX_WAIT for company) and encodes it as one batch. The event loop never blocks on inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from dataclasses import dataclass, field
+
+from chatbot.small.model import Prediction, get_small_model
+
+MAX_BATCH = 32
+MAX_WAIT_SECONDS = 0.002
+
+
+@dataclass
+class _Request:
+    text: str
+    future: asyncio.Future[Prediction] = field(repr=False)
+
+
+class MicroBatcher:
+    def __init__(self, max_batch: int = MAX_BATCH, max_wait: float = MAX_WAIT_SECONDS) -> None:
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        # One thread: the encoder is not safe to call concurrently, and one torch thread per process
+        # is the fastest on a small, shared machine.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="small-model")
+        self._runner: asyncio.Task[None] | None = None
+
+    async def predict(self, text: str) -> Prediction:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(text, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch:
+                remaining = deadline - loop.time()
+                if remaining <= 0 and self._queue.empty():
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), max(remaining, 0)))
+                except TimeoutError:
+                    break
+            texts = [request.text for request in batch]
+            try:
+                predictions = await loop.run_in_executor(self._executor, _predict_many, texts)
+            except Exception as error:  # noqa: BLE001 - every waiting caller must hear about it
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+                continue
+            for request, prediction in zip(batch, predictions, strict=True):
+                if not request.future.done():
+                    request.future.set_result(prediction)
+
+
+def _predict_many(texts: list[str]) -> list[Prediction]:
+    return get_small_model().predict_many(texts)
+
+
+_batchers: dict[asyncio.AbstractEventLoop, MicroBatcher] = {}
+
+
+async def predict(text: str) -> Prediction:
+    """Classify from async code without blocking the event loop; concurrent calls share batches."""
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = MicroBatcher()
+    return await batcher.predict(text)
