@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+
+from chatbot.policy import Thresholds
 from django.contrib.auth.decorators import user_passes_test
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -49,8 +51,9 @@ def console(request: HttpRequest) -> HttpResponse:
         "raw_from": raw_from,
         "raw_to": raw_to,
         "baseline_method": BASELINE_METHOD,
-        "confidence_threshold": settings.TANDEM_CONFIDENCE_THRESHOLD,
-        "oos_similarity": settings.TANDEM_OOS_SIMILARITY,
+        "thresholds": Thresholds.current(),
+        "thresholds_fixed": settings.TANDEM_CONFIDENCE_THRESHOLD is not None
+        or settings.TANDEM_OOS_SIMILARITY is not None,
         "small_model": _small_model_meta(),
     }
     try:
@@ -92,8 +95,13 @@ def _small_model_meta() -> dict[str, Any] | None:
         return None
     if meta is None:
         return None
-    accuracy = (meta.get("metrics") or {}).get("holdout_accuracy")
+    metrics = meta.get("metrics") or {}
+    accuracy = metrics.get("holdout_accuracy")
+    coverage, answered = metrics.get("holdout_coverage"), metrics.get("holdout_answered_accuracy")
     return {
+        "policy": meta.get("policy"),
+        "holdout_coverage": _pct(coverage) if isinstance(coverage, (int, float)) else None,
+        "holdout_answered_accuracy": _pct(answered) if isinstance(answered, (int, float)) else None,
         "version": meta.get("version"),
         "created_at": meta.get("created_at"),
         "examples": meta.get("examples"),

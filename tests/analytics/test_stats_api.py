@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from chatbot.policy import Thresholds
 from support.analytics import views
 from support.analytics.stats import compute_stats
 
@@ -99,8 +100,8 @@ def test_console_renders_for_staff(traffic: None, agent: User, monkeypatch: pyte
         "412",
         "37",
         "91.9%",
-        str(django_settings.TANDEM_CONFIDENCE_THRESHOLD),
-        str(django_settings.TANDEM_OOS_SIMILARITY),
+        f"{Thresholds.current().confidence:.3f}",
+        f"{Thresholds.current().oos_similarity:.3f}",
     ):
         assert text in page, text
     assert 'style="width: 40.0%"' in page
