@@ -50,7 +50,7 @@ def test_a_failing_batch_fails_every_waiting_caller_and_the_next_batch_still_run
 
     monkeypatch.setattr(batching, "_predict_many", flaky)
 
-    async def scenario() -> tuple[list[object], Prediction]:
+    async def scenario() -> tuple[list[Prediction | BaseException], Prediction]:
         batcher = batching.MicroBatcher(max_batch=8, max_wait=0.01)
         first = await asyncio.gather(*(batcher.predict(str(i)) for i in range(3)), return_exceptions=True)
         return first, await batcher.predict("again")
