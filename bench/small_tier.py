@@ -1,13 +1,16 @@
-"""Latency of the small tier as served: tokenise + encode + classify + policy, one query at a time.
+"""Speed of the small tier as served: tokenise + encode + classify + policy.
 
-    .venv/bin/python bench/small_tier.py [--queries 300]
+    .venv/bin/python bench/small_tier.py [--queries 300] [--seconds 10] [--concurrency 64]
 
-Trains on the demo knowledge base into a temporary folder first (about 20 s), then prints medians.
+Trains on the demo knowledge base into a temporary folder first (about 20 s). Then, for the float32 and
+the int8 (dynamically quantised) encoder: the latency of one query at a time (median, p90, p99), and the
+throughput with `concurrency` callers sharing the server's micro-batcher for `seconds`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
@@ -25,6 +28,7 @@ import django  # noqa: E402
 django.setup()
 
 from chatbot.policy import decide  # noqa: E402
+from chatbot.small import encoder as encoder_module  # noqa: E402
 from chatbot.small import model as small_model  # noqa: E402
 from support.knowledge import loader  # noqa: E402
 
@@ -40,30 +44,64 @@ QUESTIONS = [
 ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--queries", type=int, default=300)
-    args = parser.parse_args()
-    directory = Path(os.environ["TANDEM_DATA_DIR"]) / "small_model"
-    small_model.train(loader.examples_from(loader.load_file(loader.DEMO_FILE)), directory)
-    from django.conf import settings
-
-    settings.TANDEM_SMALL_MODEL_DIR = directory
-    model = small_model.get_small_model()
+def latency(model: small_model.SmallModel, queries: int) -> list[float]:
     for question in QUESTIONS:  # warm-up
         decide(question, model.predict(question))
     timings = []
-    for index in range(args.queries):
+    for index in range(queries):
         question = QUESTIONS[index % len(QUESTIONS)]
         started = time.perf_counter()
         decide(question, model.predict(question))
         timings.append((time.perf_counter() - started) * 1000)
-    timings.sort()
-    print(f"small tier, one query at a time, {args.queries} queries, torch threads={settings.TANDEM_TORCH_THREADS}")
-    print(
-        f"p50 {statistics.median(timings):.2f} ms  p90 {timings[int(len(timings) * 0.9)]:.2f} ms  "
-        f"p99 {timings[int(len(timings) * 0.99)]:.2f} ms"
-    )
+    return sorted(timings)
+
+
+def throughput(seconds: float, concurrency: int) -> float:
+    from chatbot.small import batching
+
+    async def caller(index: int, deadline: float, done: list[int]) -> None:
+        while time.perf_counter() < deadline:
+            question = QUESTIONS[(index + done[0]) % len(QUESTIONS)]
+            decide(question, await batching.predict(question))
+            done[0] += 1
+
+    async def run() -> int:
+        done = [0]
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(caller(i, deadline, done) for i in range(concurrency)))
+        return done[0]
+
+    started = time.perf_counter()
+    answered = asyncio.run(run())
+    return answered / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    from django.conf import settings
+
+    directory = Path(os.environ["TANDEM_DATA_DIR"]) / "small_model"
+    small_model.train(loader.examples_from(loader.load_file(loader.DEMO_FILE)), directory)
+    settings.TANDEM_SMALL_MODEL_DIR = directory
+    print(f"machine: {os.cpu_count()} cores; torch threads per process: {settings.TANDEM_TORCH_THREADS}")
+    for quantize in (False, True):
+        settings.TANDEM_SMALL_MODEL_QUANTIZE = quantize
+        encoder_module._encoder = None
+        small_model._loaded = None
+        model = small_model.get_small_model()
+        timings = latency(model, args.queries)
+        rate = throughput(args.seconds, args.concurrency)
+        label = "int8   " if quantize else "float32"
+        p90 = timings[int(len(timings) * 0.9)]
+        print(
+            f"{label} one query: p50 {statistics.median(timings):.2f} ms, p90 {p90:.2f} ms,"
+            f" p99 {timings[int(len(timings) * 0.99)]:.2f} ms | micro-batched, {args.concurrency} callers: "
+            f"{rate:.0f} queries/s"
+        )
 
 
 if __name__ == "__main__":

@@ -59,15 +59,23 @@ def evaluate(train: list[tuple[str, str]], test: list[tuple[str, str]], encoder:
         raise DataError("the training set needs at least two intents")
     if not test:
         raise DataError("the test set is empty")
-    train_labels = np.array([label for _, label in train])
     train_vectors = encoder.embed([text for text, _ in train], progress=True)
+    test_vectors = encoder.embed([text for text, _ in test], progress=True)
+    return evaluate_vectors(train, train_vectors, test, test_vectors)
+
+
+def evaluate_vectors(
+    train: list[tuple[str, str]], train_vectors: np.ndarray, test: list[tuple[str, str]], test_vectors: np.ndarray
+) -> dict[str, Any]:
+    """The same, on embeddings computed beforehand (rows in the same order as `train` and `test`)."""
+    train_labels = np.array([label for _, label in train])
     policy, holdout = choose_policy(train_vectors, train_labels)
     head = classifier.Classifier.fit(train_vectors, train_labels)
     thresholds = Thresholds.current(policy)
 
     test_texts = [text for text, _ in test]
     test_labels = np.array([label for _, label in test])
-    scores = head.score(encoder.embed(test_texts, progress=True))
+    scores = head.score(test_vectors)
     answered = np.array(
         [
             decide(text, Prediction(str(intent), float(confidence), float(similarity), 0), thresholds).answer

@@ -1,0 +1,126 @@
+"""Choosing thresholds, and evaluating the router with the live policy."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from contextlib import redirect_stderr
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from chatbot.small import classifier
+from support.knowledge import loader
+
+
+def test_the_threshold_is_the_lowest_that_keeps_answers_accurate_enough() -> None:
+    confidences = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
+    correct = np.array([True, True, True, False, True, False])
+    assert classifier.threshold_for_accuracy(confidences, correct, 1.0) == 0.8
+    assert classifier.threshold_for_accuracy(confidences, correct, 0.8) == 0.6
+    assert classifier.threshold_for_accuracy(confidences, np.zeros(6, dtype=bool), 0.9) == 1.0
+
+
+def test_the_risk_coverage_curve_answers_the_most_confident_first() -> None:
+    confidences = np.array([0.9, 0.1, 0.8, 0.2])
+    correct = np.array([True, False, True, True])
+    assert classifier.risk_coverage(confidences, correct, points=4) == [
+        [0.25, 1.0],
+        [0.5, 1.0],
+        [0.75, 1.0],
+        [1.0, 0.75],
+    ]
+
+
+def test_an_escalation_rate_target_escalates_that_share() -> None:
+    confidences = np.linspace(0, 1, 101)
+    assert classifier.threshold_for_escalation_rate(confidences, 0.2) == pytest.approx(0.2)
+
+
+def test_out_of_fold_scores_never_see_their_own_example() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8))
+    labels = np.repeat(["a", "b", "c"], 10)
+    vectors = centres[np.repeat([0, 1, 2], 10)] + rng.normal(scale=0.1, size=(30, 8))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = classifier.out_of_fold_scores(vectors.astype(np.float32), labels)
+    assert (scores.intents == labels).mean() > 0.9
+    # Each example's nearest neighbour is another example: never itself (similarity 1.0).
+    assert scores.similarities.max() < 0.9999
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_split(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Train on the demo phrasings; test on the article titles plus questions no article covers."""
+    folder = tmp_path_factory.mktemp("router-eval")
+    articles = loader.load_file(loader.DEMO_FILE)
+    train = [(text, a.slug) for a in articles for text in a.phrasings]
+    test = [(a.title, a.slug) for a in articles]
+    test += [("what is the capital of peru", "oos"), ("write me a haiku about rain", ""), ("who won the match", "oos")]
+    return write_csv(folder / "train.csv", train), write_csv(folder / "test.csv", test)
+
+
+def test_evaluate_router_prints_the_figures_as_json(demo_split: tuple[Path, Path], tmp_path: Path) -> None:
+    train, test = demo_split
+    out = io.StringIO()
+    with redirect_stderr(io.StringIO()):
+        call_command(
+            "evaluate_router",
+            "--train",
+            str(train),
+            "--test",
+            str(test),
+            "--plot",
+            str(tmp_path / "rc.png"),
+            stdout=out,
+        )
+    report = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert report["in_scope_rows"] == 52 and report["out_of_scope_rows"] == 3
+    assert 0.7 < report["accuracy"] <= 1.0
+    assert 0.0 < report["coverage"] <= 1.0 and report["answered_accuracy"] >= report["accuracy"] - 1e-9
+    assert report["oos_recall"] == 1.0
+    assert 0.0 < report["threshold"] < 1.0
+    assert report["risk_coverage"][-1] == [1.0, report["accuracy"]]
+    assert (tmp_path / "rc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_holding_intents_out_turns_their_test_rows_out_of_scope(demo_split: tuple[Path, Path]) -> None:
+    train, test = demo_split
+    out = io.StringIO()
+    with redirect_stderr(io.StringIO()):
+        call_command(
+            "evaluate_router",
+            "--train",
+            str(train),
+            "--test",
+            str(test),
+            "--hold-out-intents",
+            "10",
+            "--seed",
+            "3",
+            stdout=out,
+        )
+    report = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert len(report["held_out_intents"]) == 10
+    assert report["out_of_scope_rows"] == 13 and report["in_scope_rows"] == 42
+    assert report["oos_recall"] is not None and report["oos_recall"] > 0.5
+
+
+def test_a_csv_without_the_right_columns_is_refused(tmp_path: Path, demo_split: tuple[Path, Path]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sentence,intent\nhello,greet\n")
+    with pytest.raises(CommandError, match="text,label"):
+        call_command("evaluate_router", "--train", str(bad), "--test", str(demo_split[1]))
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("evaluate_router", "--train", str(tmp_path / "missing.csv"), "--test", str(demo_split[1]))
