@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/small_tier.py [--queries 300] [--seconds 10] [--concurrency 64]
 
-Trains on the demo knowledge base into a temporary folder first (about 20 s). Then, for the float32 and
-the int8 (dynamically quantised) encoder: the latency of one query at a time (median, p90, p99), and the
-throughput with `concurrency` callers sharing the server's micro-batcher for `seconds`.
+Trains on the demo knowledge base into a temporary folder first (about 20 s). Then, for each runtime
+(torch, ONNX Runtime) with the float32 and the int8 (dynamically quantised) encoder: the latency of one
+query at a time (median, p90, p99), and the throughput with `concurrency` callers sharing the server's
+micro-batcher for `seconds`.
 """
 
 from __future__ import annotations
@@ -88,14 +89,15 @@ def main() -> None:
     small_model.train(loader.examples_from(loader.load_file(loader.DEMO_FILE)), directory)
     settings.TANDEM_SMALL_MODEL_DIR = directory
     print(f"machine: {os.cpu_count()} cores; torch threads per process: {settings.TANDEM_TORCH_THREADS}")
-    for quantize in (False, True):
+    for runtime, quantize in (("torch", False), ("torch", True), ("onnx", False), ("onnx", True)):
+        settings.TANDEM_SMALL_MODEL_RUNTIME = runtime
         settings.TANDEM_SMALL_MODEL_QUANTIZE = quantize
         encoder_module._encoder = None
         small_model._loaded = None
         model = small_model.get_small_model()
         timings = latency(model, args.queries)
         rate = throughput(args.seconds, args.concurrency)
-        label = "int8   " if quantize else "float32"
+        label = f"{runtime:5} {'int8   ' if quantize else 'float32'}"
         p90 = timings[int(len(timings) * 0.9)]
         print(
             f"{label} one query: p50 {statistics.median(timings):.2f} ms, p90 {p90:.2f} ms,"

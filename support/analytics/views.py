@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-
-from chatbot.policy import Thresholds
 from django.contrib.auth.decorators import user_passes_test
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -14,6 +12,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from chatbot.policy import Thresholds
 from chatbot.small.model import current_meta
 from support.analytics.stats import BASELINE_METHOD, compute_stats, parse_range
 
