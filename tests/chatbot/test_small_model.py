@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -92,3 +93,24 @@ def test_the_train_command_reads_a_csv_and_rejects_a_bad_one(tmp_path: Path, set
     with pytest.raises(CommandError, match="text,label"):
         call_command("train_small_model", "--csv", str(bad))
     assert json.loads((tmp_path / "models" / meta["version"] / "meta.json").read_text())["intents"] == 2
+
+
+def test_both_runtimes_compute_the_same_embeddings(tmp_path: Path) -> None:
+    from chatbot.small.encoder import Encoder, default_encoder_path
+
+    texts = ["How do I reset my password?", "where is my parcel, it has been two weeks", "hi"]
+    onnx = Encoder(default_encoder_path(), runtime="onnx", cache_dir=tmp_path).embed(texts)
+    torch = Encoder(default_encoder_path(), runtime="torch").embed(texts)
+    assert onnx.shape == torch.shape == (3, 384)
+    assert np.allclose(onnx, torch, atol=1e-4)
+    assert np.allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
+    assert list(tmp_path.glob("encoder-*.onnx")), "the exported graph is kept for the next start"
+
+
+def test_an_unknown_runtime_is_a_configuration_error() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from chatbot.small.encoder import Encoder, default_encoder_path
+
+    with pytest.raises(ImproperlyConfigured, match="onnx or torch"):
+        Encoder(default_encoder_path(), runtime="tensorflow")
