@@ -71,21 +71,18 @@ def demo_split(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return write_csv(folder / "train.csv", train), write_csv(folder / "test.csv", test)
 
 
-def test_evaluate_router_prints_the_figures_as_json(demo_split: tuple[Path, Path], tmp_path: Path) -> None:
-    train, test = demo_split
+def evaluate_router(*args: str) -> dict:
+    """Run the command and read the JSON object on its last line."""
     out = io.StringIO()
     with redirect_stderr(io.StringIO()):
-        call_command(
-            "evaluate_router",
-            "--train",
-            str(train),
-            "--test",
-            str(test),
-            "--plot",
-            str(tmp_path / "rc.png"),
-            stdout=out,
-        )
-    report = json.loads(out.getvalue().strip().splitlines()[-1])
+        call_command("evaluate_router", *args, stdout=out)
+    report: dict = json.loads(out.getvalue().strip().splitlines()[-1])
+    return report
+
+
+def test_evaluate_router_prints_the_figures_as_json(demo_split: tuple[Path, Path], tmp_path: Path) -> None:
+    train, test = demo_split
+    report = evaluate_router("--train", str(train), "--test", str(test), "--plot", str(tmp_path / "rc.png"))
     assert report["in_scope_rows"] == 52 and report["out_of_scope_rows"] == 3
     assert 0.7 < report["accuracy"] <= 1.0
     assert 0.0 < report["coverage"] <= 1.0 and report["answered_accuracy"] >= report["accuracy"] - 1e-9
@@ -97,21 +94,7 @@ def test_evaluate_router_prints_the_figures_as_json(demo_split: tuple[Path, Path
 
 def test_holding_intents_out_turns_their_test_rows_out_of_scope(demo_split: tuple[Path, Path]) -> None:
     train, test = demo_split
-    out = io.StringIO()
-    with redirect_stderr(io.StringIO()):
-        call_command(
-            "evaluate_router",
-            "--train",
-            str(train),
-            "--test",
-            str(test),
-            "--hold-out-intents",
-            "10",
-            "--seed",
-            "3",
-            stdout=out,
-        )
-    report = json.loads(out.getvalue().strip().splitlines()[-1])
+    report = evaluate_router("--train", str(train), "--test", str(test), "--hold-out-intents", "10", "--seed", "3")
     assert len(report["held_out_intents"]) == 10
     assert report["out_of_scope_rows"] == 13 and report["in_scope_rows"] == 42
     assert report["oos_recall"] is not None and report["oos_recall"] > 0.5

@@ -22,7 +22,6 @@ import pytest
 from playwright.sync_api import Browser, Page, WebSocket, expect
 
 from tests.integration.conftest import Stack, wait_until
-from tests.integration.test_widget_browser import CHROMIUM, FLAGS
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -183,18 +182,6 @@ class _Pair:
     def close(self) -> None:
         for sock in self.sockets:
             sock.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
