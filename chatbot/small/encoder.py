@@ -172,9 +172,6 @@ class Encoder:
         # The tokenizer and the runtimes are not safe to call from two threads at once.
         self._call_lock = threading.Lock()
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"])
-
     def count_tokens_many(self, texts: list[str]) -> list[int]:
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         return [len(ids) for ids in encoded]

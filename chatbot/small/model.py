@@ -150,8 +150,7 @@ class SmallModel:
         self.encoder = encoder
 
     def predict(self, text: str) -> Prediction:
-        vector = self.encoder.embed([text])[0]
-        return self.predict_vector(vector, self.encoder.count_tokens(text))
+        return self.predict_many([text])[0]
 
     def predict_many(self, texts: list[str]) -> list[Prediction]:
         scores = self.head.score(self.encoder.embed(texts))
@@ -162,12 +161,6 @@ class SmallModel:
                 scores.intents, scores.confidences, scores.similarities, tokens, strict=True
             )
         ]
-
-    def predict_vector(self, vector: np.ndarray, input_tokens: int = 0) -> Prediction:
-        scores = self.head.score(vector[None, :])
-        return Prediction(
-            str(scores.intents[0]), float(scores.confidences[0]), float(scores.similarities[0]), input_tokens
-        )
 
     def nearest_intents(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The k intents whose closest example is most similar to the vector, best first."""
