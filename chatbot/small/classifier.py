@@ -15,6 +15,12 @@ import numpy as np
 # classifier become confident where the examples agree.
 REGULARISATION_C = 20.0
 FOLDS = 5
+# The head's probabilities are averaged with a vote of the nearest training examples (weighted by
+# exp(similarity / temperature)). The two err on different questions: on BANKING77 with the
+# fine-tuned encoder the blend was right 1.3 points more often than the head alone (bench/README.md).
+NEIGHBOURS = 10
+NEIGHBOUR_TEMPERATURE = 0.05
+NEIGHBOUR_WEIGHT = 0.5
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -40,6 +46,14 @@ class Classifier:
     # The training examples' embeddings: the nearest one tells how familiar a question is.
     examples: np.ndarray
     example_labels: np.ndarray
+    # Stored with the artefact, so a model is always scored as it was calibrated.
+    neighbour_weight: float = NEIGHBOUR_WEIGHT
+    neighbours: int = NEIGHBOURS
+    neighbour_temperature: float = NEIGHBOUR_TEMPERATURE
+
+    def __post_init__(self) -> None:
+        lookup = {label: index for index, label in enumerate(self.classes.tolist())}
+        self._example_classes = np.array([lookup[label] for label in self.example_labels.tolist()], dtype=np.int64)
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray) -> Classifier:
@@ -47,9 +61,15 @@ class Classifier:
 
         model = LogisticRegression(C=REGULARISATION_C, max_iter=3000)
         model.fit(embeddings, labels)
+        coef, intercept = model.coef_, model.intercept_
+        if len(model.classes_) == 2:
+            # scikit-learn keeps one row for two classes (the second's logit); as two rows, -z/2 and
+            # z/2, the softmax gives the same probabilities and every head has one row per class.
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.concatenate([-intercept / 2, intercept / 2])
         return cls(
-            coef=model.coef_.astype(np.float32),
-            intercept=model.intercept_.astype(np.float32),
+            coef=coef.astype(np.float32),
+            intercept=intercept.astype(np.float32),
             classes=model.classes_,
             examples=embeddings.astype(np.float32),
             example_labels=np.asarray(labels),
@@ -57,9 +77,23 @@ class Classifier:
 
     def score(self, vectors: np.ndarray) -> Scores:
         probabilities = softmax(vectors @ self.coef.T + self.intercept)
+        similarity = vectors @ self.examples.T
+        nearest = similarity.max(axis=1)
+        if self.neighbour_weight > 0 and len(self.examples):
+            probabilities = (1 - self.neighbour_weight) * probabilities + self.neighbour_weight * self._vote(similarity)
         best = probabilities.argmax(axis=1)
-        similarities = (vectors @ self.examples.T).max(axis=1)
-        return Scores(self.classes[best], probabilities[np.arange(len(best)), best], similarities)
+        return Scores(self.classes[best], probabilities[np.arange(len(best)), best], nearest)
+
+    def _vote(self, similarity: np.ndarray) -> np.ndarray:
+        """Each row's k nearest examples vote for their intents, closer ones louder."""
+        k = min(self.neighbours, similarity.shape[1])
+        rows = np.arange(len(similarity))[:, None]
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        top_similarity = similarity[rows, top]
+        weights = np.exp((top_similarity - top_similarity.max(axis=1, keepdims=True)) / self.neighbour_temperature)
+        votes = np.zeros((len(similarity), len(self.classes)), dtype=np.float64)
+        np.add.at(votes, (np.broadcast_to(rows, top.shape), self._example_classes[top]), weights)
+        return votes / votes.sum(axis=1, keepdims=True)
 
     def save(self, path: Path) -> None:
         np.savez(
@@ -69,6 +103,9 @@ class Classifier:
             classes=self.classes,
             examples=self.examples,
             example_labels=self.example_labels,
+            neighbour_weight=self.neighbour_weight,
+            neighbours=self.neighbours,
+            neighbour_temperature=self.neighbour_temperature,
         )
 
     @classmethod
@@ -80,6 +117,12 @@ class Classifier:
             classes=weights["classes"].astype(str),
             examples=weights["examples"],
             example_labels=weights["example_labels"].astype(str),
+            # Artefacts from before the neighbour vote were calibrated on the head alone.
+            neighbour_weight=float(weights["neighbour_weight"]) if "neighbour_weight" in weights else 0.0,
+            neighbours=int(weights["neighbours"]) if "neighbours" in weights else NEIGHBOURS,
+            neighbour_temperature=(
+                float(weights["neighbour_temperature"]) if "neighbour_temperature" in weights else NEIGHBOUR_TEMPERATURE
+            ),
         )
 
 

@@ -7,6 +7,7 @@ chooses them, so the figures describe what the live router would do.
 from __future__ import annotations
 
 import csv
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import numpy as np
 from chatbot.policy import Thresholds, decide
 from chatbot.small import classifier
 from chatbot.small.encoder import Encoder
-from chatbot.small.model import Prediction, choose_policy
+from chatbot.small.model import Policy, Prediction, Progress, SmallModel, choose_policy
+from chatbot.small.model import train as train_model
 
 OUT_OF_SCOPE = "oos"
 
@@ -54,25 +56,52 @@ def hold_out_intents(
     return kept_train, relabelled, held
 
 
-def evaluate(train: list[tuple[str, str]], test: list[tuple[str, str]], encoder: Encoder) -> dict[str, Any]:
+def evaluate(
+    train: list[tuple[str, str]],
+    test: list[tuple[str, str]],
+    encoder: Encoder,
+    epochs: int | None = None,
+    progress: Progress | None = None,
+    model_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Train exactly as `train_small_model` does (fine-tuning `epochs`, default from the settings; into
+    `model_dir` if given, else a temporary folder) and run the live policy on the test rows."""
     if len({label for _, label in train}) < 2:
         raise DataError("the training set needs at least two intents")
     if not test:
         raise DataError("the test set is empty")
-    train_vectors = encoder.embed([text for text, _ in train], progress=True)
-    test_vectors = encoder.embed([text for text, _ in test], progress=True)
-    return evaluate_vectors(train, train_vectors, test, test_vectors)
+    with tempfile.TemporaryDirectory(prefix="tandem-evaluate-") as workdir:
+        folder = train_model(train, model_dir or Path(workdir), encoder=encoder, epochs=epochs, progress=progress)
+        model = SmallModel(folder, encoder)
+        test_vectors = model.encoder.embed([text for text, _ in test], progress=True)
+    assert model.policy is not None
+    report = _report(model.head, model.policy, model.meta["metrics"], test, test_vectors)
+    return {
+        "train_rows": len(train),
+        **report,
+        "fine_tune": model.meta["fine_tune"],
+        "model": str(folder) if model_dir else None,
+    }
 
 
 def evaluate_vectors(
     train: list[tuple[str, str]], train_vectors: np.ndarray, test: list[tuple[str, str]], test_vectors: np.ndarray
 ) -> dict[str, Any]:
-    """The same, on embeddings computed beforehand (rows in the same order as `train` and `test`)."""
+    """The frozen-encoder model on embeddings computed beforehand (rows in the order of `train`, `test`)."""
     train_labels = np.array([label for _, label in train])
     policy, holdout = choose_policy(train_vectors, train_labels)
     head = classifier.Classifier.fit(train_vectors, train_labels)
-    thresholds = Thresholds.current(policy)
+    return {"train_rows": len(train), **_report(head, policy, holdout, test, test_vectors)}
 
+
+def _report(
+    head: classifier.Classifier,
+    policy: Policy,
+    holdout: dict[str, Any],
+    test: list[tuple[str, str]],
+    test_vectors: np.ndarray,
+) -> dict[str, Any]:
+    thresholds = Thresholds.current(policy)
     test_texts = [text for text, _ in test]
     test_labels = np.array([label for _, label in test])
     scores = head.score(test_vectors)
@@ -89,7 +118,6 @@ def evaluate_vectors(
     answered_in_scope = answered & in_scope
     oos = ~in_scope
     return {
-        "train_rows": len(train),
         "test_rows": len(test),
         "in_scope_rows": int(in_scope.sum()),
         "out_of_scope_rows": int(oos.sum()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -54,21 +55,21 @@ class Policy:
     chosen_by: str
 
 
-def choose_policy(embeddings: np.ndarray, labels: np.ndarray) -> tuple[Policy, dict[str, Any]]:
-    """Pick the thresholds from out-of-fold predictions on the training data, and report how they did."""
-    scores = classifier.out_of_fold_scores(embeddings, labels)
+def policy_from_scores(scores: classifier.Scores, labels: np.ndarray, source: str) -> tuple[Policy, dict[str, Any]]:
+    """Pick the thresholds from predictions on rows the model did not learn from, and report how they did."""
     correct = scores.intents == labels
     if settings.TANDEM_TARGET_ESCALATION_RATE is not None:
         rate = settings.TANDEM_TARGET_ESCALATION_RATE
         threshold = classifier.threshold_for_escalation_rate(scores.confidences, rate)
-        chosen_by = f"escalation rate {rate:.0%} on held-out training examples"
+        chosen_by = f"escalation rate {rate:.0%} on {source}"
     else:
         target = settings.TANDEM_TARGET_ANSWERED_ACCURACY
         threshold = classifier.threshold_for_accuracy(scores.confidences, correct, target)
-        chosen_by = f"answered accuracy {target:.1%} on held-out training examples"
+        chosen_by = f"answered accuracy {target:.1%} on {source}"
     floor = classifier.similarity_floor(scores.similarities, settings.TANDEM_OOS_IN_SCOPE_LOSS)
     answered = (scores.confidences >= threshold) & (scores.similarities >= floor)
     metrics = {
+        "holdout_rows": len(labels),
         "holdout_accuracy": round(float(correct.mean()), 4),
         "holdout_coverage": round(float(answered.mean()), 4),
         "holdout_answered_accuracy": round(float(correct[answered].mean()), 4) if answered.any() else None,
@@ -76,47 +77,150 @@ def choose_policy(embeddings: np.ndarray, labels: np.ndarray) -> tuple[Policy, d
     return Policy(round(threshold, 6), round(floor, 6), chosen_by), metrics
 
 
+def choose_policy(embeddings: np.ndarray, labels: np.ndarray) -> tuple[Policy, dict[str, Any]]:
+    """Thresholds for a frozen encoder, from out-of-fold predictions on all the training data."""
+    scores = classifier.out_of_fold_scores(embeddings, labels)
+    return policy_from_scores(scores, labels, "held-out training examples (5 folds)")
+
+
+def calibration_split(labels: np.ndarray, share: float, seed: int = 0) -> np.ndarray:
+    """A stratified mask of rows kept out of fine-tuning to choose the thresholds on: `share` of each
+    intent's examples, at least one, and never an intent's only example."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if len(members) >= 2:
+            held[members[: max(1, round(len(members) * share))]] = True
+    return held
+
+
+@dataclass
+class Fitted:
+    """A trained small model before it is written out: the encoder to serve with, head and policy."""
+
+    encoder: Encoder
+    head: classifier.Classifier
+    policy: Policy
+    metrics: dict[str, Any]
+    fine_tune: dict[str, Any] | None
+
+
+def fit(
+    examples: list[tuple[str, str]],
+    workdir: Path,
+    *,
+    base: Encoder | None = None,
+    epochs: int | None = None,
+    progress: Progress | None = None,
+) -> Fitted:
+    """Train on (text, intent) pairs. With `epochs` > 0 the encoder is fine-tuned (written to
+    `workdir/encoder`, its ONNX export beside it) and the thresholds come from a calibration split
+    it never saw; with 0 the shared encoder stays frozen and out-of-fold predictions choose them."""
+    if len({label for _, label in examples}) < 2:
+        raise ValueError("the small model needs examples of at least two intents")
+    say = progress or (lambda message: None)
+    base = base or get_encoder()
+    epochs = settings.TANDEM_SMALL_MODEL_EPOCHS if epochs is None else epochs
+    texts = [text for text, _ in examples]
+    labels = np.array([label for _, label in examples])
+    if epochs <= 0:
+        say(f"Embedding {len(texts)} examples with {settings.TANDEM_SMALL_MODEL_NAME}")
+        embeddings = base.embed(texts, progress=True)
+        say("Choosing the router's thresholds from held-out predictions")
+        policy, metrics = choose_policy(embeddings, labels)
+        say("Fitting the classifier on all examples")
+        return Fitted(base, classifier.Classifier.fit(embeddings, labels), policy, metrics, None)
+
+    from chatbot.small import finetune
+
+    held = calibration_split(labels, settings.TANDEM_CALIBRATION_SHARE)
+    fit_texts = [text for text, keep in zip(texts, held, strict=True) if not keep]
+    fit_labels = labels[~held]
+    say(f"Embedding {len(fit_texts)} examples ({int(held.sum())} more kept aside to calibrate the router)")
+    start = classifier.Classifier.fit(base.embed(fit_texts, progress=True), fit_labels)
+    recipe = finetune.Recipe(epochs=epochs)
+    say(f"Fine-tuning the encoder for {epochs} epochs on {settings.TANDEM_TRAIN_THREADS} threads")
+    classes = start.classes.tolist()
+    tuned = finetune.fine_tune(
+        base.path,
+        fit_texts,
+        np.array([classes.index(label) for label in fit_labels]),
+        start.coef,
+        start.intercept,
+        recipe,
+        threads=settings.TANDEM_TRAIN_THREADS,
+    )
+    tuned.save(workdir / "encoder")
+    encoder = Encoder(
+        workdir / "encoder",
+        threads=settings.TANDEM_TORCH_THREADS,
+        quantize=settings.TANDEM_SMALL_MODEL_QUANTIZE,
+        runtime=settings.TANDEM_SMALL_MODEL_RUNTIME,
+        cache_dir=workdir,
+    )
+    say("Embedding the examples with the fine-tuned encoder")
+    head = classifier.Classifier(
+        coef=tuned.coef.astype(np.float32),
+        intercept=tuned.intercept.astype(np.float32),
+        classes=start.classes,
+        examples=encoder.embed(fit_texts, progress=True),
+        example_labels=fit_labels,
+    )
+    if held.any():
+        say("Choosing the router's thresholds on the calibration examples")
+        calibration = [text for text, keep in zip(texts, held, strict=True) if keep]
+        policy, metrics = policy_from_scores(
+            head.score(encoder.embed(calibration)), labels[held], "calibration examples kept out of fine-tuning"
+        )
+    else:
+        # Too few examples to keep any aside: the thresholds of the frozen model are the best guess.
+        policy, metrics = choose_policy(base.embed(texts), labels)
+    details = {
+        **asdict(recipe),
+        "seconds": round(tuned.seconds, 1),
+        "calibration_share": settings.TANDEM_CALIBRATION_SHARE,
+        "calibration_rows": int(held.sum()),
+    }
+    return Fitted(encoder, head, policy, metrics, details)
+
+
 def train(
     examples: list[tuple[str, str]],
     directory: Path | None = None,
     *,
     encoder: Encoder | None = None,
+    epochs: int | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Train on (text, intent) pairs, write a new artefact and make it current. Returns its folder."""
-    if len({label for _, label in examples}) < 2:
-        raise ValueError("the small model needs examples of at least two intents")
     say = progress or (lambda message: None)
-    directory = directory or settings.TANDEM_SMALL_MODEL_DIR
-    encoder = encoder or get_encoder()
+    directory = Path(directory or settings.TANDEM_SMALL_MODEL_DIR)
     started = time.monotonic()
-    texts = [text for text, _ in examples]
-    labels = np.array([label for _, label in examples])
-    say(f"Embedding {len(texts)} examples with {settings.TANDEM_SMALL_MODEL_NAME}")
-    embeddings = encoder.embed(texts, progress=True)
-    say("Choosing the router's thresholds from held-out predictions")
-    policy, metrics = choose_policy(embeddings, labels)
-    say("Fitting the classifier on all examples")
-    head = classifier.Classifier.fit(embeddings, labels)
-
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = Path(directory) / version
+    target = directory / version
     target.mkdir(parents=True, exist_ok=False)
-    head.save(target / "weights.npz")
+    try:
+        fitted = fit(examples, target, base=encoder, epochs=epochs, progress=say)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    fitted.head.save(target / "weights.npz")
     meta = {
         "version": version,
         "created_at": datetime.now(UTC).isoformat(),
-        "encoder": settings.TANDEM_SMALL_MODEL_NAME,
+        "encoder": settings.TANDEM_SMALL_MODEL_NAME + (" (fine-tuned)" if fitted.fine_tune else ""),
+        "fine_tune": fitted.fine_tune,
         "data_fingerprint": fingerprint(examples),
         "examples": len(examples),
-        "intents": len(head.classes),
-        "metrics": metrics,
-        "policy": asdict(policy),
+        "intents": len(fitted.head.classes),
+        "metrics": fitted.metrics,
+        "policy": asdict(fitted.policy),
         "training_seconds": round(time.monotonic() - started, 2),
     }
     (target / "meta.json").write_text(json.dumps(meta, indent=2))
     # Written last and atomically, so a server never sees a half-written artefact as current.
-    pointer = Path(directory) / "current"
+    pointer = directory / "current"
     temporary = pointer.with_suffix(".tmp")
     temporary.write_text(version)
     temporary.replace(pointer)
@@ -142,12 +246,23 @@ def current_meta(directory: Path | None = None) -> dict[str, Any] | None:
 
 
 class SmallModel:
-    def __init__(self, folder: Path, encoder: Encoder) -> None:
+    def __init__(self, folder: Path, encoder: Encoder | None = None) -> None:
+        """A model trained on the frozen encoder is served by `encoder` (default: the shared one); a
+        fine-tuned one brings its own in `folder/encoder`."""
         self.version = folder.name
         self.meta = json.loads((folder / "meta.json").read_text())
         self.head = classifier.Classifier.load(folder / "weights.npz")
         self.policy = Policy(**self.meta["policy"]) if "policy" in self.meta else None
-        self.encoder = encoder
+        if (folder / "encoder").is_dir():
+            self.encoder = Encoder(
+                folder / "encoder",
+                threads=settings.TANDEM_TORCH_THREADS,
+                quantize=settings.TANDEM_SMALL_MODEL_QUANTIZE,
+                runtime=settings.TANDEM_SMALL_MODEL_RUNTIME,
+                cache_dir=folder,
+            )
+        else:
+            self.encoder = encoder or get_encoder()
 
     def predict(self, text: str) -> Prediction:
         return self.predict_many([text])[0]
@@ -195,7 +310,7 @@ def get_small_model() -> SmallModel:
         if version is None:
             raise ModelNotTrained(f"no small model in {directory}: run `python manage.py train_small_model`")
         if _loaded is None or _loaded.version != version:
-            _loaded = SmallModel(directory / version, get_encoder())
+            _loaded = SmallModel(directory / version)
         return _loaded
 
 

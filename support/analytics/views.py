@@ -102,6 +102,8 @@ def _small_model_meta() -> dict[str, Any] | None:
         "holdout_coverage": _pct(coverage) if isinstance(coverage, (int, float)) else None,
         "holdout_answered_accuracy": _pct(answered) if isinstance(answered, (int, float)) else None,
         "version": meta.get("version"),
+        "encoder": meta.get("encoder"),
+        "fine_tune": meta.get("fine_tune"),
         "created_at": meta.get("created_at"),
         "examples": meta.get("examples"),
         "intents": meta.get("intents"),

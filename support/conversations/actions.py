@@ -123,6 +123,9 @@ def _notify_staff(conversation_id: uuid.UUID, change: str) -> None:
 class Posted:
     ack: dict[str, Any]
     duplicate: bool
+    # The events this call stored, in order (none for a duplicate). The socket that posted sends them
+    # itself at once; every other socket of the conversation gets them through the channel layer.
+    events: tuple[dict[str, Any], ...] = ()
 
 
 def _stored_ack(conversation_id: uuid.UUID, client_id: str) -> dict[str, Any] | None:
@@ -157,10 +160,10 @@ def post_customer_message(
     could not run); other callers let this function classify. A client id already stored for this
     conversation returns the original ack and does nothing else.
     """
-    stored = _stored_ack(conversation_id, client_id)
-    if stored is not None:
-        return Posted(stored, duplicate=True)
     if isinstance(prediction, _NotClassified):
+        stored = _stored_ack(conversation_id, client_id)
+        if stored is not None:
+            return Posted(stored, duplicate=True)
         owner = Conversation.objects.values_list("owner", flat=True).get(pk=conversation_id)
         # Classification runs before the transaction so the write lock is held for milliseconds only;
         # an agent who owns the conversation answers it, so the bot does not even look.
@@ -168,13 +171,21 @@ def post_customer_message(
 
     with transaction.atomic():
         conversation = _locked(conversation_id)
+        classified = prediction is not None and conversation.owner != Owner.HUMAN
         try:
+            # The unique (conversation, client_id) constraint is the duplicate check: one statement
+            # on the hot path instead of a lookup before every message.
             with transaction.atomic():
                 message = Message.objects.create(
-                    conversation=conversation, role=Role.CUSTOMER, client_id=client_id, text=text
+                    conversation=conversation,
+                    role=Role.CUSTOMER,
+                    client_id=client_id,
+                    text=text,
+                    intent=prediction.intent if classified and prediction else "",
+                    confidence=prediction.confidence if classified and prediction else None,
                 )
         except IntegrityError:
-            # The same id raced in on another socket; its ack is (or is about to be) stored.
+            # Sent again (a retry after a lost ack, or the same id racing in on another socket).
             stored = _stored_ack(conversation_id, client_id)
             if stored is None:
                 raise
@@ -183,33 +194,27 @@ def post_customer_message(
 
         if conversation.owner == Owner.HUMAN:
             _notify_staff(conversation.id, "customer_message")
-            return Posted(ack, duplicate=False)
+            return Posted(ack, duplicate=False, events=(ack,))
         if conversation.owner == Owner.CLOSED:
             conversation.owner = Owner.BOT
             conversation.save(update_fields=["owner", "updated_at"])
 
         if prediction is None:
-            _escalate(conversation, message, MODEL_UNAVAILABLE)
-            return Posted(ack, duplicate=False)
-
-        message.intent = prediction.intent
-        message.confidence = prediction.confidence
+            return Posted(ack, False, (ack, _escalate(conversation, message, MODEL_UNAVAILABLE)))
         decision: Decision = decide(text, prediction)
         if decision.answer:
-            _answer_from_knowledge_base(conversation, message, prediction)
+            reply = _answer_from_knowledge_base(conversation, message, prediction)
         else:
             assert decision.reason is not None
-            _escalate(conversation, message, decision.reason.value)
-        return Posted(ack, duplicate=False)
+            reply = _escalate(conversation, message, decision.reason.value)
+        return Posted(ack, duplicate=False, events=(ack, reply))
 
 
-def _answer_from_knowledge_base(conversation: Conversation, message: Message, prediction: Prediction) -> None:
+def _answer_from_knowledge_base(conversation: Conversation, message: Message, prediction: Prediction) -> dict[str, Any]:
     article = Article.objects.filter(slug=prediction.intent).first()
     if article is None:
         # The model was trained on an article since deleted: not an answer we can give.
-        _escalate(conversation, message, "out_of_scope")
-        return
-    message.save(update_fields=["intent", "confidence"])
+        return _escalate(conversation, message, "out_of_scope")
     model = settings.TANDEM_SMALL_MODEL_NAME
     answer = Message.objects.create(
         conversation=conversation,
@@ -223,23 +228,24 @@ def _answer_from_knowledge_base(conversation: Conversation, message: Message, pr
         input_tokens=prediction.input_tokens,
         cost_usd=costs.cost_usd(model, prediction.input_tokens, 0),
     )
-    _append_event(conversation, "answer", _answer_fields(answer))
+    return _append_event(conversation, "answer", _answer_fields(answer))
 
 
-def _escalate(conversation: Conversation, message: Message, reason: str) -> None:
+def _escalate(conversation: Conversation, message: Message, reason: str) -> dict[str, Any]:
     message.escalation_reason = reason
     message.save(update_fields=["intent", "confidence", "escalation_reason"])
     conversation.owner = Owner.PENDING
     conversation.escalated_at = timezone.now()
     conversation.escalation_reason = reason
     conversation.save(update_fields=["owner", "escalated_at", "escalation_reason", "updated_at"])
-    _append_event(conversation, "escalated", {"reply_to": message.client_id, "reason": reason})
+    event = _append_event(conversation, "escalated", {"reply_to": message.client_id, "reason": reason})
     _notify_staff(conversation.id, "escalated")
 
     from chatbot.tasks import answer_with_large_model
 
     message_id = message.id
     transaction.on_commit(lambda: answer_with_large_model.delay(message_id))
+    return event
 
 
 # --- the large model ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 
 logger = logging.getLogger(__name__)
 _loop: asyncio.AbstractEventLoop | None = None
+_queue: asyncio.Queue[Coroutine[Any, Any, None]] | None = None
 _loop_lock = threading.Lock()
 SEND_TIMEOUT_SECONDS = 10
 
@@ -26,31 +27,50 @@ def group_name(conversation_id: uuid.UUID | str) -> str:
     return f"chat.{uuid.UUID(str(conversation_id)).hex}"
 
 
-def _background_loop() -> asyncio.AbstractEventLoop:
-    global _loop
+def _background_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Queue[Coroutine[Any, Any, None]]]:
+    global _loop, _queue
     with _loop_lock:
-        if _loop is None or _loop.is_closed():
+        if _loop is None or _loop.is_closed() or _queue is None:
             loop = asyncio.new_event_loop()
+            queue: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
             threading.Thread(target=loop.run_forever, name="channel-layer-sender", daemon=True).start()
-            _loop = loop
-        return _loop
+            asyncio.run_coroutine_threadsafe(_send_in_order(queue), loop)
+            _loop, _queue = loop, queue
+        return _loop, _queue
 
 
-def _run(coroutine: Coroutine[Any, Any, None]) -> None:
-    future = asyncio.run_coroutine_threadsafe(coroutine, _background_loop())
-    future.result(timeout=SEND_TIMEOUT_SECONDS)
+async def _send_in_order(queue: asyncio.Queue[Coroutine[Any, Any, None]]) -> None:
+    # One send at a time, in the order they were committed: a socket then sees seq n before n + 1.
+    while True:
+        send = await queue.get()
+        try:
+            await asyncio.wait_for(send, SEND_TIMEOUT_SECONDS)
+        except Exception:
+            logger.exception("Could not broadcast through the channel layer")
+        finally:
+            queue.task_done()
+
+
+def _submit(send: Coroutine[Any, Any, None]) -> None:
+    """Queue a send and return at once: the caller (often the thread that holds the database) does not
+    wait for Redis. A send that fails is logged; stored events are replayed when a socket notices a gap
+    or reconnects, so nothing is lost."""
+    loop, queue = _background_loop()
+    loop.call_soon_threadsafe(queue.put_nowait, send)
+
+
+def flush(timeout: float = SEND_TIMEOUT_SECONDS) -> None:
+    """Wait until every queued send has gone out (for tests and orderly shutdowns)."""
+    loop, queue = _background_loop()
+    asyncio.run_coroutine_threadsafe(queue.join(), loop).result(timeout=timeout)
 
 
 def send_to_conversation(conversation_id: uuid.UUID | str, frame: dict[str, Any]) -> None:
-    """Deliver a frame to every socket of the conversation. A failure is logged, not raised: stored
-    events are replayed on reconnect, and a lost token frame is superseded by the final answer."""
+    """Deliver a frame to every socket of the conversation."""
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        _run(layer.group_send(group_name(conversation_id), {"type": "chat.frame", "frame": frame}))
-    except Exception:
-        logger.exception("Could not broadcast a %s frame to conversation %s", frame.get("type"), conversation_id)
+    _submit(layer.group_send(group_name(conversation_id), {"type": "chat.frame", "frame": frame}))
 
 
 def send_to_staff(message: dict[str, Any]) -> None:
@@ -58,7 +78,4 @@ def send_to_staff(message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        _run(layer.group_send("staff", {"type": "queue.changed", **message}))
-    except Exception:
-        logger.exception("Could not notify staff of a queue change")
+    _submit(layer.group_send("staff", {"type": "queue.changed", **message}))

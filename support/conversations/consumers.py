@@ -57,9 +57,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if posted.duplicate:
             # Only this socket asked again; the stored ack is not a new event for the others.
             await self._send(posted.ack)
+        # The customer waits for these; the copies the channel layer brings later are dropped by seq.
+        for frame in posted.events:
+            await self._deliver(frame)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
-        frame = event["frame"]
+        await self._deliver(event["frame"])
+
+    async def _deliver(self, frame: dict[str, Any]) -> None:
         seq = frame.get("seq")
         if seq is None:
             await self._send(frame)

@@ -40,6 +40,20 @@ def test_an_escalation_rate_target_escalates_that_share() -> None:
     assert classifier.threshold_for_escalation_rate(confidences, 0.2) == pytest.approx(0.2)
 
 
+def test_a_two_intent_head_gives_the_probabilities_of_the_logistic_regression() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(40, 5)).astype(np.float32)
+    labels = np.where(vectors[:, 0] + 0.3 * rng.normal(size=40) > 0, "yes", "no")
+    head = classifier.Classifier.fit(vectors, labels)
+    assert head.coef.shape == (2, 5)
+    reference = LogisticRegression(C=classifier.REGULARISATION_C, max_iter=3000).fit(vectors, labels)
+    scores = head.score(vectors)
+    assert (scores.intents == reference.predict(vectors)).all()
+    assert np.allclose(scores.confidences, reference.predict_proba(vectors).max(axis=1), atol=1e-5)
+
+
 def test_out_of_fold_scores_never_see_their_own_example() -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 8))

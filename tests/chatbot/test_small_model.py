@@ -66,6 +66,38 @@ def test_a_newly_trained_model_is_picked_up_without_a_restart(
     assert after.predict("How do I reset my password?").intent in {"greeting", "farewell"}
 
 
+def test_the_session_model_is_fine_tuned_and_calibrated_on_unseen_rows(small_model_dir: Path) -> None:
+    meta = small_model.current_meta(small_model_dir)
+    assert meta is not None and meta["fine_tune"]["epochs"] == 2
+    folder = small_model_dir / meta["version"]
+    assert (folder / "encoder" / "model.safetensors").exists() and list(folder.glob("encoder-*.onnx"))
+    # One example per intent at least was kept out of training to choose the thresholds on.
+    assert meta["fine_tune"]["calibration_rows"] >= meta["intents"] == meta["metrics"]["holdout_rows"]
+    assert "calibration" in meta["policy"]["chosen_by"]
+    model = small_model.get_small_model()
+    assert model.encoder.path == folder / "encoder"
+
+
+def test_fine_tuning_moves_the_encoder_towards_the_intents(tmp_path: Path) -> None:
+    from chatbot.small.encoder import get_encoder
+
+    examples = [(text, label) for text, label in demo_examples() if label in {"reset-password", "track-order"}]
+    folder = small_model.train(examples, tmp_path, epochs=3)
+    tuned = small_model.SmallModel(folder)
+    base = get_encoder()
+    texts = [text for text, _ in examples]
+    labels = np.array([label for _, label in examples])
+
+    def separation(vectors: np.ndarray) -> float:
+        # Mean similarity within an intent minus across the two.
+        similarity = vectors @ vectors.T
+        same = labels[:, None] == labels[None, :]
+        return float(similarity[same].mean() - similarity[~same].mean())
+
+    assert separation(tuned.encoder.embed(texts)) > separation(base.embed(texts)) + 0.05
+    assert tuned.predict("I forgot my password").intent == "reset-password"
+
+
 def test_training_needs_two_intents(tmp_path: Path, small_model_dir: Path) -> None:
     with pytest.raises(ValueError):
         small_model.train([("a", "x"), ("b", "x")], tmp_path)

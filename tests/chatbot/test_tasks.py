@@ -7,8 +7,10 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 
+from chatbot import prompts
 from chatbot.llm import LLMError, reset_backend
 from chatbot.llm.base import Generation
 from chatbot.tasks import answer_with_large_model
@@ -81,7 +83,10 @@ def test_the_answer_is_grounded_streamed_and_stored_with_its_cost(
     answer_with_large_model.apply(args=[escalated_message.id])
     prompt = backend.calls[0]
     assert prompt[0]["role"] == "system" and "Knowledge base:" in prompt[0]["content"]
-    assert "return" in prompt[0]["content"].lower()  # the returns articles were retrieved
+    # Grounded on the articles nearest the question (damaged items, warranty, returns ...).
+    nearest = prompts.relevant_articles(escalated_message.text, settings.TANDEM_RETRIEVAL_ARTICLES)
+    assert len(nearest) == settings.TANDEM_RETRIEVAL_ARTICLES
+    assert all(article.answer in prompt[0]["content"] for article in nearest)
     assert prompt[-1] == {"role": "user", "content": "Can I return a sofa my cat scratched?"}
     assert [f["text"] for f in frames if f["type"] == "token"] == ["You ", "can ", "return ", "it."]
     answer = Message.objects.get(tier=Tier.LARGE)

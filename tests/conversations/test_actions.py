@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from chatbot.llm.base import Generation
+from chatbot.small.model import get_small_model
 from support.conversations import actions
 from support.conversations.models import Conversation, Event, Message, Owner, Tier
 
@@ -51,6 +52,8 @@ def test_a_routine_question_is_answered_by_the_small_model(
         posted = post(conversation, "m1", "How do I reset my password?")
     assert posted.ack == {"type": "ack", "seq": 1, "id": "m1", "text": "How do I reset my password?"}
     assert [f["type"] for f in sent] == ["ack", "answer"]
+    # The posting socket sends the same events itself, without waiting for the channel layer.
+    assert list(posted.events) == sent
     answer = sent[1]
     assert answer["tier"] == "small" and answer["intent"] == "reset-password" and answer["reply_to"] == "m1"
     stored = Message.objects.get(tier=Tier.SMALL)
@@ -94,6 +97,19 @@ def test_a_repeated_client_id_returns_the_stored_ack_and_does_nothing_else(
     first = post(conversation, "m1", "How do I reset my password?")
     again = post(conversation, "m1", "How do I reset my password?")
     assert again.duplicate and again.ack == first.ack
+    assert Message.objects.filter(client_id="m1").count() == 1
+    assert Event.objects.filter(conversation=conversation).count() == 2
+
+
+def test_a_repeated_client_id_from_the_server_path_is_caught_by_the_constraint(
+    conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock
+) -> None:
+    # The server classifies first and passes the prediction; no lookup precedes the insert.
+    prediction = get_small_model().predict("How do I reset my password?")
+    first = actions.post_customer_message(conversation.id, "m1", "How do I reset my password?", prediction)
+    again = actions.post_customer_message(conversation.id, "m1", "How do I reset my password?", prediction)
+    assert not first.duplicate and [event["type"] for event in first.events] == ["ack", "answer"]
+    assert again.duplicate and again.ack == first.ack and again.events == ()
     assert Message.objects.filter(client_id="m1").count() == 1
     assert Event.objects.filter(conversation=conversation).count() == 2
 

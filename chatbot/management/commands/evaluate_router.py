@@ -28,6 +28,17 @@ class Command(BaseCommand):
             help="leave N random intents out of training; their test rows become out of scope",
         )
         parser.add_argument("--seed", type=int, default=0, help="which intents --hold-out-intents picks")
+        parser.add_argument(
+            "--epochs",
+            type=int,
+            help="fine-tune the encoder for this many epochs (0: frozen; default TANDEM_SMALL_MODEL_EPOCHS)",
+        )
+        parser.add_argument(
+            "--save-model",
+            type=Path,
+            metavar="DIR",
+            help="keep the trained model in DIR (an artefact folder, as TANDEM_SMALL_MODEL_DIR holds)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -38,7 +49,16 @@ class Command(BaseCommand):
                 train, test, held = evaluation.hold_out_intents(
                     train, test, options["hold_out_intents"], options["seed"]
                 )
-            report = evaluation.evaluate(train, test, get_encoder())
+            if options["epochs"] is not None and options["epochs"] < 0:
+                raise evaluation.DataError("--epochs cannot be negative")
+            report = evaluation.evaluate(
+                train,
+                test,
+                get_encoder(),
+                options["epochs"],
+                progress=lambda line: self.stderr.write(line),
+                model_dir=options["save_model"],
+            )
         except evaluation.DataError as exc:
             raise CommandError(str(exc)) from None
         if held:

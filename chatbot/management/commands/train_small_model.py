@@ -20,6 +20,11 @@ class Command(BaseCommand):
             action="store_true",
             help="do nothing when the current model was trained on exactly this data",
         )
+        parser.add_argument(
+            "--epochs",
+            type=int,
+            help="fine-tune the encoder for this many epochs (0: keep it frozen; default TANDEM_SMALL_MODEL_EPOCHS)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -33,8 +38,12 @@ class Command(BaseCommand):
         if options["if_needed"] and meta and meta.get("data_fingerprint") == small_model.fingerprint(examples):
             self.stdout.write(f"The small model {meta['version']} is up to date.")
             return
+        if options["epochs"] is not None and options["epochs"] < 0:
+            raise CommandError("--epochs cannot be negative")
         try:
-            folder = small_model.train(examples, progress=lambda line: self.stdout.write(line))
+            folder = small_model.train(
+                examples, epochs=options["epochs"], progress=lambda line: self.stdout.write(line)
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         trained = small_model.current_meta()
