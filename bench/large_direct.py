@@ -49,11 +49,15 @@ def main() -> None:
     firsts, rates, totals = [], [], []
     for _ in range(args.runs):
         stamps: list[float] = []
+
+        def stamp(_delta: str, stamps: list[float] = stamps) -> None:
+            stamps.append(time.perf_counter())
+
         started = time.perf_counter()
         generation = backend.generate(
             messages,
             max_tokens=settings.TANDEM_LLM_MAX_TOKENS,
-            on_token=lambda _delta, stamps=stamps: stamps.append(time.perf_counter()),
+            on_token=stamp,
         )
         done = time.perf_counter()
         if not stamps:
