@@ -72,6 +72,8 @@ def main() -> None:
         rates.append((tokens - 1) / (done - first_token) if done > first_token else float("nan"))
         totals.append(done - started)
         print(f"  escalated: first token {firsts[-1]:.2f} s, {tokens} token frames, {rates[-1]:.1f} tokens/s")
+    if not firsts:
+        return
     print(
         f"escalated questions ({args.escalated}, medians): first token after {statistics.median(firsts):.2f} s, "
         f"{statistics.median(rates):.1f} tokens/s, answer after {statistics.median(totals):.2f} s"

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/small_tier.py [--queries 300] [--seconds 10] [--concurrency 64]
 
-Trains on the demo knowledge base into a temporary folder first (about 20 s). Then, for each runtime
+Trains on the demo knowledge base into a temporary folder first (about a minute), or serves the model
+in --model (a folder holding `current`, e.g. one `evaluate_router --save-model` wrote). Then, for each runtime
 (torch, ONNX Runtime) with the float32 and the int8 (dynamically quantised) encoder: the latency of one
 query at a time (median, p90, p99), and the throughput with `concurrency` callers sharing the server's
 micro-batcher for `seconds`.
@@ -82,14 +83,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--model", type=Path, help="serve this trained model instead of training one")
+    parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"])
     args = parser.parse_args()
     from django.conf import settings
 
-    directory = Path(os.environ["TANDEM_DATA_DIR"]) / "small_model"
-    small_model.train(loader.examples_from(loader.load_file(loader.DEMO_FILE)), directory)
+    directory = args.model or Path(os.environ["TANDEM_DATA_DIR"]) / "small_model"
+    if args.model is None:
+        small_model.train(loader.examples_from(loader.load_file(loader.DEMO_FILE)), directory)
     settings.TANDEM_SMALL_MODEL_DIR = directory
+    print(f"model: {(small_model.current_meta(directory) or {}).get('encoder')}")
     print(f"machine: {os.cpu_count()} cores; torch threads per process: {settings.TANDEM_TORCH_THREADS}")
-    for runtime, quantize in (("torch", False), ("torch", True), ("onnx", False), ("onnx", True)):
+    for runtime, quantize in [(runtime, quantize) for runtime in args.runtimes for quantize in (False, True)]:
         settings.TANDEM_SMALL_MODEL_RUNTIME = runtime
         settings.TANDEM_SMALL_MODEL_QUANTIZE = quantize
         encoder_module._encoder = None

@@ -214,9 +214,24 @@ def command_run(args: argparse.Namespace) -> None:
             "INFO",
         ]
         children.append(("Celery worker", subprocess.Popen(worker, cwd=ROOT, env=env, start_new_session=True)))
-        server = [str(VENV / "bin" / "daphne"), "-b", host, "-p", str(port), "support.asgi:application"]
-        children.append(("ASGI server", subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True)))
-        wait_for_http(f"http://127.0.0.1:{port}/health/", children)
+        processes = web_processes(env)
+        if processes == 1:
+            server = [str(VENV / "bin" / "daphne"), "-b", host, "-p", str(port), "support.asgi:application"]
+            children.append(("ASGI server", subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True)))
+        else:
+            # Several server processes accept on one listening socket (each with its own small model):
+            # the chat's per-message work is mostly Python, so one process uses one core at most.
+            listener = socket.create_server((host, port), backlog=2048)
+            listener.set_inheritable(True)
+            fd = listener.fileno()
+            for number in range(1, processes + 1):
+                server = [str(VENV / "bin" / "daphne"), "--fd", str(fd), "support.asgi:application"]
+                process = subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True, pass_fds=(fd,))
+                children.append((f"ASGI server {number}", process))
+        for _ in range(processes):
+            # Each check reaches whichever process accepts it; as many passes as processes make it likely
+            # (not certain) that all have loaded their model before the URLs are printed.
+            wait_for_http(f"http://127.0.0.1:{port}/health/", children)
 
         base = (
             env.get("TANDEM_PUBLIC_URL") or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
@@ -241,6 +256,13 @@ def command_run(args: argparse.Namespace) -> None:
         say("Shutting down")
     finally:
         stop_all()
+
+
+def web_processes(env: dict[str, str]) -> int:
+    raw = env.get("TANDEM_WEB_PROCESSES", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        fail(f"TANDEM_WEB_PROCESSES must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
 
 
 def wait_for_http(url: str, children: list[tuple[str, subprocess.Popen[bytes]]], timeout: float = 120) -> None:

@@ -130,7 +130,21 @@ def _report(
         "threshold_chosen_by": policy.chosen_by,
         "holdout": holdout,
         "risk_coverage": classifier.risk_coverage(scores.confidences[in_scope], correct[in_scope]),
+        # How well each score alone separates out-of-scope rows, at the threshold that still answers 90 %
+        # of the in-scope rows (the issue's operating point).
+        "oos_recall_at_90_coverage": {
+            "confidence": _recall_at(scores.confidences, in_scope, 0.9),
+            "similarity": _recall_at(scores.similarities, in_scope, 0.9),
+        }
+        if oos.any() and in_scope.any()
+        else None,
     }
+
+
+def _recall_at(score: np.ndarray, in_scope: np.ndarray, coverage: float) -> float:
+    """Share of out-of-scope rows below the score that keeps `coverage` of the in-scope rows above it."""
+    floor = np.quantile(score[in_scope], 1 - coverage)
+    return round(float((score[~in_scope] < floor).mean()), 4)
 
 
 def _ratio(numerator: Any, denominator: Any) -> float | None:

@@ -249,6 +249,7 @@ class SmallModel:
     def __init__(self, folder: Path, encoder: Encoder | None = None) -> None:
         """A model trained on the frozen encoder is served by `encoder` (default: the shared one); a
         fine-tuned one brings its own in `folder/encoder`."""
+        self.folder = folder
         self.version = folder.name
         self.meta = json.loads((folder / "meta.json").read_text())
         self.head = classifier.Classifier.load(folder / "weights.npz")
@@ -301,15 +302,15 @@ def get_small_model() -> SmallModel:
     """The current artefact, reloaded when a newer one has been trained (checked every few seconds)."""
     global _loaded, _checked_at
     now = time.monotonic()
-    if _loaded is not None and now - _checked_at < RELOAD_CHECK_SECONDS:
+    directory = Path(settings.TANDEM_SMALL_MODEL_DIR)
+    if _loaded is not None and now - _checked_at < RELOAD_CHECK_SECONDS and _loaded.folder.parent == directory:
         return _loaded
     with _lock:
         _checked_at = now
-        directory = Path(settings.TANDEM_SMALL_MODEL_DIR)
         version = current_version(directory)
         if version is None:
             raise ModelNotTrained(f"no small model in {directory}: run `python manage.py train_small_model`")
-        if _loaded is None or _loaded.version != version:
+        if _loaded is None or _loaded.folder != directory / version:
             _loaded = SmallModel(directory / version)
         return _loaded
 

@@ -169,27 +169,32 @@ def post_customer_message(
         # an agent who owns the conversation answers it, so the bot does not even look.
         prediction = _classify(text) if owner != Owner.HUMAN else None
 
+    try:
+        return _store_customer_message(conversation_id, client_id, text, prediction)
+    except IntegrityError:
+        # Sent again (a retry after a lost ack, or the same id racing in on another socket): the unique
+        # (conversation, client_id) constraint refused it and the whole transaction rolled back. Checking
+        # this way costs nothing on the hot path, where a lookup before every message would.
+        stored = _stored_ack(conversation_id, client_id)
+        if stored is None:
+            raise
+        return Posted(stored, duplicate=True)
+
+
+def _store_customer_message(
+    conversation_id: uuid.UUID, client_id: str, text: str, prediction: Prediction | None
+) -> Posted:
     with transaction.atomic():
         conversation = _locked(conversation_id)
         classified = prediction is not None and conversation.owner != Owner.HUMAN
-        try:
-            # The unique (conversation, client_id) constraint is the duplicate check: one statement
-            # on the hot path instead of a lookup before every message.
-            with transaction.atomic():
-                message = Message.objects.create(
-                    conversation=conversation,
-                    role=Role.CUSTOMER,
-                    client_id=client_id,
-                    text=text,
-                    intent=prediction.intent if classified and prediction else "",
-                    confidence=prediction.confidence if classified and prediction else None,
-                )
-        except IntegrityError:
-            # Sent again (a retry after a lost ack, or the same id racing in on another socket).
-            stored = _stored_ack(conversation_id, client_id)
-            if stored is None:
-                raise
-            return Posted(stored, duplicate=True)
+        message = Message.objects.create(
+            conversation=conversation,
+            role=Role.CUSTOMER,
+            client_id=client_id,
+            text=text,
+            intent=prediction.intent if classified and prediction else "",
+            confidence=prediction.confidence if classified and prediction else None,
+        )
         ack = _append_event(conversation, "ack", {"id": client_id, "text": text})
 
         if conversation.owner == Owner.HUMAN:

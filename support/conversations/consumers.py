@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -21,6 +22,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
     group: str
     # The highest event seq this socket has sent: the group may deliver an event the replay already sent.
     last_seq: int
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs close_old_connections before every handler, through the one thread that runs all
+        # sync code: a thread hop per frame and per group message, queued behind the database work.
+        # Every database call here goes through database_sync_to_async, which does the same check
+        # itself, so the extra one is skipped.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from contextlib import redirect_stderr
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,27 @@ def test_a_two_intent_head_gives_the_probabilities_of_the_logistic_regression() 
     head = classifier.Classifier.fit(vectors, labels)
     assert head.coef.shape == (2, 5)
     reference = LogisticRegression(C=classifier.REGULARISATION_C, max_iter=3000).fit(vectors, labels)
-    scores = head.score(vectors)
+    scores = replace(head, neighbour_weight=0.0).score(vectors)
     assert (scores.intents == reference.predict(vectors)).all()
     assert np.allclose(scores.confidences, reference.predict_proba(vectors).max(axis=1), atol=1e-5)
+
+
+def test_the_nearest_examples_vote_and_the_closest_count_most() -> None:
+    examples = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], dtype=np.float32)
+    head = classifier.Classifier(
+        coef=np.zeros((2, 2), dtype=np.float32),  # a head with no opinion: the vote decides
+        intercept=np.zeros(2, dtype=np.float32),
+        classes=np.array(["a", "b"]),
+        examples=examples,
+        example_labels=np.array(["a", "b", "b"]),
+        neighbour_weight=1.0,
+        neighbours=2,
+    )
+    scores = head.score(np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32))
+    assert scores.intents.tolist() == ["a", "b"]
+    # Similarities 1.0 (a) and 0.8 (b) at temperature 0.05: a's weight is e^4 times b's.
+    assert scores.confidences[0] == pytest.approx(1 / (1 + np.exp(-4)), abs=1e-4)
+    assert scores.similarities.tolist() == pytest.approx([1.0, 1.0])
 
 
 def test_out_of_fold_scores_never_see_their_own_example() -> None:

@@ -100,6 +100,20 @@ def test_a_reconnecting_client_gets_what_it_missed_once(stack: Stack, visitor: C
     replay.close()
 
 
+def test_two_tabs_of_one_conversation_each_see_every_event_once(stack: Stack, visitor: ChatClient) -> None:
+    # The tab that asks gets its events straight from the server; the other through Redis.
+    other_tab = ChatClient(stack, token=visitor.token, after=0)
+    visitor.ask("t1", ROUTINE)
+    visitor.wait_for(is_type("answer", reply_to="t1"))
+    other_tab.ask("t2", "How do I get a VAT invoice?")
+    other_tab.wait_for(is_type("answer", reply_to="t2"))
+    mine = visitor.frames[1:] + visitor.drain(1.5)
+    theirs = other_tab.frames[1:] + other_tab.drain(1.5)
+    assert [f["seq"] for f in mine] == [f["seq"] for f in theirs] == [1, 2, 3, 4]
+    assert [f["type"] for f in theirs] == ["ack", "answer", "ack", "answer"]
+    other_tab.close()
+
+
 def test_a_repeated_client_id_is_acknowledged_again_and_processed_once(stack: Stack, visitor: ChatClient) -> None:
     visitor.ask("dup", ROUTINE)
     first_ack = visitor.next_frame()
