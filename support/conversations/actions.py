@@ -82,14 +82,17 @@ def events_after(conversation_id: uuid.UUID, after: int) -> list[dict[str, Any]]
 # --- events --------------------------------------------------------------------------------------------
 
 
-def _append_event(conversation: Conversation, event_type: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """Store the next numbered event (the caller holds the conversation's row lock) and send it on commit."""
+def _append_event(
+    conversation: Conversation, event_type: str, fields: dict[str, Any], delivered_to: str | None = None
+) -> dict[str, Any]:
+    """Store the next numbered event (the caller holds the conversation's row lock) and send it on commit
+    to the conversation's sockets, except `delivered_to` (the channel of a socket that sends it itself)."""
     conversation.last_seq += 1
     conversation.save(update_fields=["last_seq", "updated_at"])
     payload = {"type": event_type, "seq": conversation.last_seq, **fields}
     Event.objects.create(conversation=conversation, seq=conversation.last_seq, type=event_type, payload=payload)
     conversation_id = conversation.id
-    transaction.on_commit(lambda: broadcast.send_to_conversation(conversation_id, payload))
+    transaction.on_commit(lambda: broadcast.send_to_conversation(conversation_id, payload, skip=delivered_to))
     return payload
 
 
@@ -153,6 +156,7 @@ def post_customer_message(
     client_id: str,
     text: str,
     prediction: Prediction | None | _NotClassified = NOT_CLASSIFIED,
+    socket: str | None = None,
 ) -> Posted:
     """Store a customer's message, then answer it with the small model or escalate it.
 
@@ -170,7 +174,7 @@ def post_customer_message(
         prediction = _classify(text) if owner != Owner.HUMAN else None
 
     try:
-        return _store_customer_message(conversation_id, client_id, text, prediction)
+        return _store_customer_message(conversation_id, client_id, text, prediction, socket)
     except IntegrityError:
         # Sent again (a retry after a lost ack, or the same id racing in on another socket): the unique
         # (conversation, client_id) constraint refused it and the whole transaction rolled back. Checking
@@ -182,7 +186,7 @@ def post_customer_message(
 
 
 def _store_customer_message(
-    conversation_id: uuid.UUID, client_id: str, text: str, prediction: Prediction | None
+    conversation_id: uuid.UUID, client_id: str, text: str, prediction: Prediction | None, socket: str | None
 ) -> Posted:
     with transaction.atomic():
         conversation = _locked(conversation_id)
@@ -195,7 +199,7 @@ def _store_customer_message(
             intent=prediction.intent if classified and prediction else "",
             confidence=prediction.confidence if classified and prediction else None,
         )
-        ack = _append_event(conversation, "ack", {"id": client_id, "text": text})
+        ack = _append_event(conversation, "ack", {"id": client_id, "text": text}, socket)
 
         if conversation.owner == Owner.HUMAN:
             _notify_staff(conversation.id, "customer_message")
@@ -205,21 +209,23 @@ def _store_customer_message(
             conversation.save(update_fields=["owner", "updated_at"])
 
         if prediction is None:
-            return Posted(ack, False, (ack, _escalate(conversation, message, MODEL_UNAVAILABLE)))
+            return Posted(ack, False, (ack, _escalate(conversation, message, MODEL_UNAVAILABLE, socket)))
         decision: Decision = decide(text, prediction)
         if decision.answer:
-            reply = _answer_from_knowledge_base(conversation, message, prediction)
+            reply = _answer_from_knowledge_base(conversation, message, prediction, socket)
         else:
             assert decision.reason is not None
-            reply = _escalate(conversation, message, decision.reason.value)
+            reply = _escalate(conversation, message, decision.reason.value, socket)
         return Posted(ack, duplicate=False, events=(ack, reply))
 
 
-def _answer_from_knowledge_base(conversation: Conversation, message: Message, prediction: Prediction) -> dict[str, Any]:
+def _answer_from_knowledge_base(
+    conversation: Conversation, message: Message, prediction: Prediction, socket: str | None
+) -> dict[str, Any]:
     article = Article.objects.filter(slug=prediction.intent).first()
     if article is None:
         # The model was trained on an article since deleted: not an answer we can give.
-        return _escalate(conversation, message, "out_of_scope")
+        return _escalate(conversation, message, "out_of_scope", socket)
     model = settings.TANDEM_SMALL_MODEL_NAME
     answer = Message.objects.create(
         conversation=conversation,
@@ -233,17 +239,17 @@ def _answer_from_knowledge_base(conversation: Conversation, message: Message, pr
         input_tokens=prediction.input_tokens,
         cost_usd=costs.cost_usd(model, prediction.input_tokens, 0),
     )
-    return _append_event(conversation, "answer", _answer_fields(answer))
+    return _append_event(conversation, "answer", _answer_fields(answer), socket)
 
 
-def _escalate(conversation: Conversation, message: Message, reason: str) -> dict[str, Any]:
+def _escalate(conversation: Conversation, message: Message, reason: str, socket: str | None = None) -> dict[str, Any]:
     message.escalation_reason = reason
     message.save(update_fields=["intent", "confidence", "escalation_reason"])
     conversation.owner = Owner.PENDING
     conversation.escalated_at = timezone.now()
     conversation.escalation_reason = reason
     conversation.save(update_fields=["owner", "escalated_at", "escalation_reason", "updated_at"])
-    event = _append_event(conversation, "escalated", {"reply_to": message.client_id, "reason": reason})
+    event = _append_event(conversation, "escalated", {"reply_to": message.client_id, "reason": reason}, socket)
     _notify_staff(conversation.id, "escalated")
 
     from chatbot.tasks import answer_with_large_model

@@ -63,12 +63,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ModelNotTrained:
             prediction = None
         posted = await database_sync_to_async(actions.post_customer_message)(
-            self.conversation_id, frame.client_id, frame.text, prediction
+            self.conversation_id, frame.client_id, frame.text, prediction, self.channel_name
         )
         if posted.duplicate:
             # Only this socket asked again; the stored ack is not a new event for the others.
             await self._send(posted.ack)
-        # The customer waits for these; the copies the channel layer brings later are dropped by seq.
+        # The customer waits for these, so this socket sends them itself; the channel layer takes them to
+        # the conversation's other sockets (other tabs) only.
         for frame in posted.events:
             await self._deliver(frame)
 

@@ -98,6 +98,13 @@ def test_fine_tuning_moves_the_encoder_towards_the_intents(tmp_path: Path) -> No
     assert tuned.predict("I forgot my password").intent == "reset-password"
 
 
+def test_the_calibration_split_takes_a_share_of_every_intent_but_never_its_only_example() -> None:
+    labels = np.array(["a"] * 20 + ["b"] * 5 + ["c"])
+    held = small_model.calibration_split(labels, 0.1)
+    assert held[labels == "a"].sum() == 2 and held[labels == "b"].sum() == 1 and not held[labels == "c"].any()
+    assert (small_model.calibration_split(labels, 0.1) == held).all(), "the same rows every time"
+
+
 def test_training_needs_two_intents(tmp_path: Path, small_model_dir: Path) -> None:
     with pytest.raises(ValueError):
         small_model.train([("a", "x"), ("b", "x")], tmp_path)

@@ -62,7 +62,8 @@ def frames() -> Iterator[list[dict[str, Any]]]:
     sent: list[dict[str, Any]] = []
     with (
         mock.patch(
-            "support.conversations.broadcast.send_to_conversation", side_effect=lambda _id, frame: sent.append(frame)
+            "support.conversations.broadcast.send_to_conversation",
+            side_effect=lambda _id, frame, skip=None: sent.append(frame),
         ),
         mock.patch("support.conversations.broadcast.send_to_staff"),
         mock.patch("chatbot.tasks.answer_with_large_model.delay"),

@@ -22,7 +22,8 @@ def sent() -> Iterator[list[dict]]:
     frames: list[dict] = []
     with (
         mock.patch(
-            "support.conversations.broadcast.send_to_conversation", side_effect=lambda _id, frame: frames.append(frame)
+            "support.conversations.broadcast.send_to_conversation",
+            side_effect=lambda _id, frame, skip=None: frames.append(frame),
         ),
         mock.patch("support.conversations.broadcast.send_to_staff"),
     ):
