@@ -95,6 +95,17 @@ def calibration_split(labels: np.ndarray, share: float, seed: int = 0) -> np.nda
     return held
 
 
+def own_encoder(folder: Path) -> Encoder:
+    """The fine-tuned encoder in an artefact folder, served as settings say (its ONNX export kept there)."""
+    return Encoder(
+        folder / "encoder",
+        threads=settings.TANDEM_TORCH_THREADS,
+        quantize=settings.TANDEM_SMALL_MODEL_QUANTIZE,
+        runtime=settings.TANDEM_SMALL_MODEL_RUNTIME,
+        cache_dir=folder,
+    )
+
+
 @dataclass
 class Fitted:
     """A trained small model before it is written out: the encoder to serve with, head and policy."""
@@ -152,13 +163,7 @@ def fit(
         threads=settings.TANDEM_TRAIN_THREADS,
     )
     tuned.save(workdir / "encoder")
-    encoder = Encoder(
-        workdir / "encoder",
-        threads=settings.TANDEM_TORCH_THREADS,
-        quantize=settings.TANDEM_SMALL_MODEL_QUANTIZE,
-        runtime=settings.TANDEM_SMALL_MODEL_RUNTIME,
-        cache_dir=workdir,
-    )
+    encoder = own_encoder(workdir)
     say("Embedding the examples with the fine-tuned encoder")
     head = classifier.Classifier(
         coef=tuned.coef.astype(np.float32),
@@ -255,13 +260,7 @@ class SmallModel:
         self.head = classifier.Classifier.load(folder / "weights.npz")
         self.policy = Policy(**self.meta["policy"]) if "policy" in self.meta else None
         if (folder / "encoder").is_dir():
-            self.encoder = Encoder(
-                folder / "encoder",
-                threads=settings.TANDEM_TORCH_THREADS,
-                quantize=settings.TANDEM_SMALL_MODEL_QUANTIZE,
-                runtime=settings.TANDEM_SMALL_MODEL_RUNTIME,
-                cache_dir=folder,
-            )
+            self.encoder = own_encoder(folder)
         else:
             self.encoder = encoder or get_encoder()
 
