@@ -191,6 +191,9 @@ def command_run(args: argparse.Namespace) -> None:
                 os.killpg(process.pid, signal.SIGKILL)
 
     signal.signal(signal.SIGTERM, _interrupt)
+    # A shell starting this in the background (`... &`) leaves SIGINT ignored; Ctrl-C or `kill -INT`
+    # must still stop everything.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if not env.get("REDIS_URL"):
             redis_port = int(env.get("TANDEM_REDIS_PORT", "0")) or free_port()
