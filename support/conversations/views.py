@@ -1,3 +1,5 @@
+import os
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -18,6 +20,7 @@ def health(request: HttpRequest) -> JsonResponse:
     """For load balancers and start-up scripts: 200 once this process answers with the small model."""
     ready = small_model.warmed_up
     return JsonResponse(
-        {"status": "ok" if ready else "starting", "small_model": small_model.current_version()},
+        # The process id tells the run command's start-up check which of several processes answered.
+        {"status": "ok" if ready else "starting", "small_model": small_model.current_version(), "pid": os.getpid()},
         status=200 if ready else 503,
     )
