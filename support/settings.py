@@ -156,6 +156,8 @@ TANDEM_SMALL_MODEL_EPOCHS = envint("TANDEM_SMALL_MODEL_EPOCHS", 4, minimum=0)
 TANDEM_CALIBRATION_SHARE = envfloat("TANDEM_CALIBRATION_SHARE", 0.1, minimum=0.0, maximum=0.5)
 # Training runs in its own process (the command), so it may use every core.
 TANDEM_TRAIN_THREADS = envint("TANDEM_TRAIN_THREADS", os.cpu_count() or 1, minimum=1)
+# Trained models kept in TANDEM_SMALL_MODEL_DIR (the newest ones; older ones are deleted after training).
+TANDEM_SMALL_MODEL_KEEP = envint("TANDEM_SMALL_MODEL_KEEP", 3, minimum=1)
 # The encoder's runtime: "onnx" (ONNX Runtime; the graph is exported once into the data folder) or
 # "torch"; both compute the same embeddings, ONNX Runtime about 3x faster on a small CPU.
 TANDEM_SMALL_MODEL_RUNTIME = envstr("TANDEM_SMALL_MODEL_RUNTIME", "onnx")

@@ -230,7 +230,20 @@ def train(
     temporary.write_text(version)
     temporary.replace(pointer)
     say(f"Saved {target}")
+    _prune(directory, keep=settings.TANDEM_SMALL_MODEL_KEEP, current=version)
     return target
+
+
+def _prune(directory: Path, keep: int, current: str) -> None:
+    """Delete all but the newest `keep` artefacts: a fine-tuned one holds its encoder (~200 MB)."""
+    # Versions are UTC timestamps, so their names sort by age; the current one always stays.
+    versions = sorted(
+        (entry for entry in directory.iterdir() if entry.is_dir() and (entry / "meta.json").exists()),
+        key=lambda entry: entry.name,
+    )
+    for old in versions[:-keep]:
+        if old.name != current:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def current_version(directory: Path | None = None) -> str | None:

@@ -105,6 +105,14 @@ def test_the_calibration_split_takes_a_share_of_every_intent_but_never_its_only_
     assert (small_model.calibration_split(labels, 0.1) == held).all(), "the same rows every time"
 
 
+def test_training_keeps_only_the_newest_models(tmp_path: Path, settings, small_model_dir: Path) -> None:
+    settings.TANDEM_SMALL_MODEL_KEEP = 2
+    examples = [("hello", "greet"), ("hi there", "greet"), ("bye", "leave"), ("see you", "leave")]
+    folders = [small_model.train(examples, tmp_path, epochs=0) for _ in range(3)]
+    assert not folders[0].exists() and folders[1].exists() and folders[2].exists()
+    assert small_model.current_version(tmp_path) == folders[2].name
+
+
 def test_training_needs_two_intents(tmp_path: Path, small_model_dir: Path) -> None:
     with pytest.raises(ValueError):
         small_model.train([("a", "x"), ("b", "x")], tmp_path)
