@@ -175,15 +175,18 @@ class Encoder:
         # The tokenizer and the runtimes are not safe to call from two threads at once.
         self._call_lock = threading.Lock()
 
-    def count_tokens_many(self, texts: list[str]) -> list[int]:
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        return [len(ids) for ids in encoded]
-
     def embed(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return self.embed_counting(texts, batch_size, progress)[0]
+
+    def embed_counting(
+        self, texts: list[str], batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, list[int]]:
+        """The embeddings, and each text's token count (what the small tier's cost is priced on)."""
         # Texts of similar length batched together: padding to the longest in a batch is wasted work.
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         ordered = [texts[index] for index in order]
         chunks: list[np.ndarray] = []
+        counts = np.zeros(len(texts), dtype=np.int64)
         starts: Iterable[int] = range(0, len(texts), batch_size)
         if progress:
             from tqdm import tqdm
@@ -199,16 +202,17 @@ class Encoder:
                     return_tensors="np",
                 )
                 mask = batch["attention_mask"].astype(np.int64)
+                counts[order[start : start + batch_size]] = mask.sum(axis=1)
                 hidden = self._forward(batch["input_ids"].astype(np.int64), mask)
                 weights = mask[..., None].astype(np.float32)
                 pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
                 pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
                 chunks.append(pooled.astype(np.float32))
         if not chunks:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+            return np.zeros((0, self.dimension), dtype=np.float32), []
         embeddings = np.empty((len(texts), self.dimension), dtype=np.float32)
         embeddings[order] = np.concatenate(chunks)
-        return embeddings
+        return embeddings, counts.tolist()
 
 
 def get_encoder() -> Encoder:

@@ -127,7 +127,8 @@ def fit(
 ) -> Fitted:
     """Train on (text, intent) pairs. With `epochs` > 0 the encoder is fine-tuned (written to
     `workdir/encoder`, its ONNX export beside it) and the thresholds come from a calibration split
-    it never saw; with 0 the shared encoder stays frozen and out-of-fold predictions choose them."""
+    it never saw; with 0 (or no example to spare) the shared encoder stays frozen and out-of-fold
+    predictions choose them."""
     if len({label for _, label in examples}) < 2:
         raise ValueError("the small model needs examples of at least two intents")
     say = progress or (lambda message: None)
@@ -135,6 +136,12 @@ def fit(
     epochs = settings.TANDEM_SMALL_MODEL_EPOCHS if epochs is None else epochs
     texts = [text for text, _ in examples]
     labels = np.array([label for _, label in examples])
+    held = calibration_split(labels, settings.TANDEM_CALIBRATION_SHARE)
+    if epochs > 0 and not held.any():
+        # Every intent has a single example: nothing could be kept aside to choose the thresholds on,
+        # so the encoder stays frozen and out-of-fold predictions choose them.
+        say("Too few examples to keep any aside for calibration: the encoder stays frozen")
+        epochs = 0
     if epochs <= 0:
         say(f"Embedding {len(texts)} examples with {settings.TANDEM_SMALL_MODEL_NAME}")
         embeddings = base.embed(texts, progress=True)
@@ -145,7 +152,6 @@ def fit(
 
     from chatbot.small import finetune
 
-    held = calibration_split(labels, settings.TANDEM_CALIBRATION_SHARE)
     fit_texts = [text for text, keep in zip(texts, held, strict=True) if not keep]
     fit_labels = labels[~held]
     say(f"Embedding {len(fit_texts)} examples ({int(held.sum())} more kept aside to calibrate the router)")
@@ -172,15 +178,11 @@ def fit(
         examples=encoder.embed(fit_texts, progress=True),
         example_labels=fit_labels,
     )
-    if held.any():
-        say("Choosing the router's thresholds on the calibration examples")
-        calibration = [text for text, keep in zip(texts, held, strict=True) if keep]
-        policy, metrics = policy_from_scores(
-            head.score(encoder.embed(calibration)), labels[held], "calibration examples kept out of fine-tuning"
-        )
-    else:
-        # Too few examples to keep any aside: the thresholds of the frozen model are the best guess.
-        policy, metrics = choose_policy(base.embed(texts), labels)
+    say("Choosing the router's thresholds on the calibration examples")
+    calibration = [text for text, keep in zip(texts, held, strict=True) if keep]
+    policy, metrics = policy_from_scores(
+        head.score(encoder.embed(calibration)), labels[held], "calibration examples kept out of fine-tuning"
+    )
     details = {
         **asdict(recipe),
         "seconds": round(tuned.seconds, 1),
@@ -281,8 +283,9 @@ class SmallModel:
         return self.predict_many([text])[0]
 
     def predict_many(self, texts: list[str]) -> list[Prediction]:
-        scores = self.head.score(self.encoder.embed(texts))
-        tokens = self.encoder.count_tokens_many(texts)
+        # One tokenisation gives both the vectors and the token counts.
+        vectors, tokens = self.encoder.embed_counting(texts)
+        scores = self.head.score(vectors)
         return [
             Prediction(str(intent), float(confidence), float(similarity), count)
             for intent, confidence, similarity, count in zip(

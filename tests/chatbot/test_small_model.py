@@ -113,6 +113,13 @@ def test_training_keeps_only_the_newest_models(tmp_path: Path, settings, small_m
     assert small_model.current_version(tmp_path) == folders[2].name
 
 
+def test_with_one_example_an_intent_the_encoder_stays_frozen(tmp_path: Path, small_model_dir: Path) -> None:
+    folder = small_model.train([("hello there", "greet"), ("goodbye now", "leave")], tmp_path, epochs=2)
+    meta = small_model.current_meta(tmp_path)
+    assert meta is not None and meta["fine_tune"] is None and not (folder / "encoder").exists()
+    assert "5 folds" in meta["policy"]["chosen_by"]
+
+
 def test_training_needs_two_intents(tmp_path: Path, small_model_dir: Path) -> None:
     with pytest.raises(ValueError):
         small_model.train([("a", "x"), ("b", "x")], tmp_path)
