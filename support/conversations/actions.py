@@ -24,7 +24,7 @@ from chatbot.policy import Decision, decide
 from chatbot.small.model import ModelNotTrained, Prediction, get_small_model
 from support.conversations import broadcast
 from support.conversations.models import Conversation, Event, Message, Owner, Role, Tier
-from support.knowledge.models import Article
+from support.knowledge import answers
 
 logger = logging.getLogger(__name__)
 _TOKEN_SALT = "tandem.conversation"
@@ -82,17 +82,50 @@ def events_after(conversation_id: uuid.UUID, after: int) -> list[dict[str, Any]]
 # --- events --------------------------------------------------------------------------------------------
 
 
+class _Events:
+    """The events one transaction stores (the caller holds the conversation's row lock): numbered in
+    order, written with one UPDATE of the conversation and one INSERT, and sent on commit to the
+    conversation's sockets except `delivered_to` (the channel of a socket that sends them itself)."""
+
+    def __init__(self, conversation: Conversation, delivered_to: str | None = None) -> None:
+        self.conversation = conversation
+        self.delivered_to = delivered_to
+        self.rows: list[Event] = []
+        # The conversation's fields to write with the new last_seq.
+        self.changed = {"last_seq", "updated_at"}
+
+    def add(self, event_type: str, fields: dict[str, Any]) -> dict[str, Any]:
+        self.conversation.last_seq += 1
+        payload = {"type": event_type, "seq": self.conversation.last_seq, **fields}
+        self.rows.append(
+            Event(conversation=self.conversation, seq=self.conversation.last_seq, type=event_type, payload=payload)
+        )
+        return payload
+
+    def change(self, *fields: str) -> None:
+        self.changed.update(fields)
+
+    def save(self) -> None:
+        self.conversation.save(update_fields=sorted(self.changed))
+        if not self.rows:
+            return
+        Event.objects.bulk_create(self.rows)
+        conversation_id, payloads, skip = self.conversation.id, [row.payload for row in self.rows], self.delivered_to
+
+        def send() -> None:
+            for payload in payloads:
+                broadcast.send_to_conversation(conversation_id, payload, skip=skip)
+
+        transaction.on_commit(send)
+
+
 def _append_event(
     conversation: Conversation, event_type: str, fields: dict[str, Any], delivered_to: str | None = None
 ) -> dict[str, Any]:
-    """Store the next numbered event (the caller holds the conversation's row lock) and send it on commit
-    to the conversation's sockets, except `delivered_to` (the channel of a socket that sends it itself)."""
-    conversation.last_seq += 1
-    conversation.save(update_fields=["last_seq", "updated_at"])
-    payload = {"type": event_type, "seq": conversation.last_seq, **fields}
-    Event.objects.create(conversation=conversation, seq=conversation.last_seq, type=event_type, payload=payload)
-    conversation_id = conversation.id
-    transaction.on_commit(lambda: broadcast.send_to_conversation(conversation_id, payload, skip=delivered_to))
+    """Store one event now (see `_Events`)."""
+    events = _Events(conversation, delivered_to)
+    payload = events.add(event_type, fields)
+    events.save()
     return payload
 
 
@@ -188,68 +221,83 @@ def post_customer_message(
 def _store_customer_message(
     conversation_id: uuid.UUID, client_id: str, text: str, prediction: Prediction | None, socket: str | None
 ) -> Posted:
+    # The hot path of every routine answer: one SELECT, two INSERTs of messages, one UPDATE of the
+    # conversation and one INSERT of both events (the article's answer comes from a cache).
     with transaction.atomic():
         conversation = _locked(conversation_id)
-        classified = prediction is not None and conversation.owner != Owner.HUMAN
+        events = _Events(conversation, socket)
+        if conversation.owner == Owner.HUMAN:
+            # The agent who owns the conversation answers it; the bot's opinion is not recorded.
+            Message.objects.create(conversation=conversation, role=Role.CUSTOMER, client_id=client_id, text=text)
+            ack = events.add("ack", {"id": client_id, "text": text})
+            events.save()
+            _notify_staff(conversation.id, "customer_message")
+            return Posted(ack, duplicate=False, events=(ack,))
+        if conversation.owner == Owner.CLOSED:
+            conversation.owner = Owner.BOT
+            events.change("owner")
+
+        answer_text, reason = _route(text, prediction)
         message = Message.objects.create(
             conversation=conversation,
             role=Role.CUSTOMER,
             client_id=client_id,
             text=text,
-            intent=prediction.intent if classified and prediction else "",
-            confidence=prediction.confidence if classified and prediction else None,
+            intent=prediction.intent if prediction else "",
+            confidence=prediction.confidence if prediction else None,
+            escalation_reason=reason or "",
         )
-        ack = _append_event(conversation, "ack", {"id": client_id, "text": text}, socket)
-
-        if conversation.owner == Owner.HUMAN:
-            _notify_staff(conversation.id, "customer_message")
-            return Posted(ack, duplicate=False, events=(ack,))
-        if conversation.owner == Owner.CLOSED:
-            conversation.owner = Owner.BOT
-            conversation.save(update_fields=["owner", "updated_at"])
-
-        if prediction is None:
-            return Posted(ack, False, (ack, _escalate(conversation, message, MODEL_UNAVAILABLE, socket)))
-        decision: Decision = decide(text, prediction)
-        if decision.answer:
-            reply = _answer_from_knowledge_base(conversation, message, prediction, socket)
+        ack = events.add("ack", {"id": client_id, "text": text})
+        if reason is not None:
+            reply = _escalate(conversation, message, reason, events)
         else:
-            assert decision.reason is not None
-            reply = _escalate(conversation, message, decision.reason.value, socket)
+            assert prediction is not None and answer_text is not None
+            reply = _answer_small(conversation, message, prediction, answer_text, events)
+        events.save()
         return Posted(ack, duplicate=False, events=(ack, reply))
 
 
-def _answer_from_knowledge_base(
-    conversation: Conversation, message: Message, prediction: Prediction, socket: str | None
-) -> dict[str, Any]:
-    article = Article.objects.filter(slug=prediction.intent).first()
-    if article is None:
+def _route(text: str, prediction: Prediction | None) -> tuple[str | None, str | None]:
+    """(the article's answer, None) when the small tier answers; (None, the escalation reason) otherwise."""
+    if prediction is None:
+        return None, MODEL_UNAVAILABLE
+    decision: Decision = decide(text, prediction)
+    if not decision.answer:
+        assert decision.reason is not None
+        return None, decision.reason.value
+    answer = answers.answer_for(prediction.intent)
+    if answer is None:
         # The model was trained on an article since deleted: not an answer we can give.
-        return _escalate(conversation, message, "out_of_scope", socket)
+        return None, "out_of_scope"
+    return answer, None
+
+
+def _answer_small(
+    conversation: Conversation, message: Message, prediction: Prediction, text: str, events: _Events
+) -> dict[str, Any]:
     model = settings.TANDEM_SMALL_MODEL_NAME
     answer = Message.objects.create(
         conversation=conversation,
         role=Role.BOT,
         tier=Tier.SMALL,
         reply_to=message,
-        text=article.answer,
+        text=text,
         intent=prediction.intent,
         confidence=prediction.confidence,
         model_name=model,
         input_tokens=prediction.input_tokens,
         cost_usd=costs.cost_usd(model, prediction.input_tokens, 0),
     )
-    return _append_event(conversation, "answer", _answer_fields(answer), socket)
+    return events.add("answer", _answer_fields(answer))
 
 
-def _escalate(conversation: Conversation, message: Message, reason: str, socket: str | None = None) -> dict[str, Any]:
-    message.escalation_reason = reason
-    message.save(update_fields=["intent", "confidence", "escalation_reason"])
+def _escalate(conversation: Conversation, message: Message, reason: str, events: _Events) -> dict[str, Any]:
+    """Hand the customer's (stored) message to the large model and the agents; the caller saves `events`."""
     conversation.owner = Owner.PENDING
     conversation.escalated_at = timezone.now()
     conversation.escalation_reason = reason
-    conversation.save(update_fields=["owner", "escalated_at", "escalation_reason", "updated_at"])
-    event = _append_event(conversation, "escalated", {"reply_to": message.client_id, "reason": reason}, socket)
+    events.change("owner", "escalated_at", "escalation_reason")
+    event = events.add("escalated", {"reply_to": message.client_id, "reason": reason})
     _notify_staff(conversation.id, "escalated")
 
     from chatbot.tasks import answer_with_large_model

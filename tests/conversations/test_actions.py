@@ -62,6 +62,34 @@ def test_a_routine_question_is_answered_by_the_small_model(
     enqueued.assert_not_called()
 
 
+def test_a_routine_answer_takes_one_select_three_inserts_and_one_update(
+    conversation: Conversation, sent: list[dict], django_assert_num_queries
+) -> None:
+    question = "How do I reset my password?"
+    post(conversation, "m0", question)  # the article's answer is cached from here on
+    # As the server calls it, classified beforehand. The transaction's start and end (a savepoint in a
+    # test), the locked conversation, the two messages, last_seq, and both events in one INSERT.
+    prediction = get_small_model().predict(question)
+    with django_assert_num_queries(7):
+        posted = actions.post_customer_message(conversation.id, "m1", question, prediction, "socket-1")
+    assert [event["type"] for event in posted.events] == ["ack", "answer"]
+    assert list(Event.objects.filter(conversation=conversation).values_list("seq", flat=True)) == [1, 2, 3, 4]
+    conversation.refresh_from_db()
+    assert conversation.last_seq == 4
+
+
+def test_an_edited_article_is_answered_with_its_new_text(conversation: Conversation, sent: list[dict]) -> None:
+    from support.knowledge.models import Article
+
+    first = post(conversation, "m1", "How do I reset my password?").events[1]
+    Article.objects.filter(slug=first["intent"]).update(answer="stale")  # no signal: the cache may hold the old text
+    article = Article.objects.get(slug=first["intent"])
+    article.answer = "Use the 'Forgot password' link on the sign-in page."
+    article.save()
+    again = post(conversation, "m2", "How do I reset my password?").events[1]
+    assert again["text"] == "Use the 'Forgot password' link on the sign-in page."
+
+
 def test_an_escalation_is_recorded_and_the_large_model_is_queued_after_commit(
     conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock, django_capture_on_commit_callbacks
 ) -> None:
