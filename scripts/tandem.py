@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 import venv
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,16 +221,20 @@ def command_run(args: argparse.Namespace) -> None:
         children.append(("Celery worker", subprocess.Popen(worker, cwd=ROOT, env=env, start_new_session=True)))
         processes = web_processes(env)
         if processes == 1:
-            server = [str(VENV / "bin" / "daphne"), "-b", host, "-p", str(port), "support.asgi:application"]
+            server = asgi_server(env, ["--host", host, "--port", str(port)], ["-b", host, "-p", str(port)])
             children.append(("ASGI server", subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True)))
         else:
             # Several server processes accept on one listening socket (each with its own small model):
             # the chat's per-message work is mostly Python, so one process uses one core at most.
             listener = socket.create_server((host, port), backlog=2048)
             listener.set_inheritable(True)
+            # Accepted sockets inherit this on Linux. uvicorn takes a passed descriptor for a Unix socket
+            # and leaves Nagle's algorithm on: the answer frame, written right after the ack, then waited
+            # for the client's delayed ACK (one chat's round trip went from 9 ms to 52 ms).
+            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             fd = listener.fileno()
             for number in range(1, processes + 1):
-                server = [str(VENV / "bin" / "daphne"), "--fd", str(fd), "support.asgi:application"]
+                server = asgi_server(env, ["--fd", str(fd)], ["--fd", str(fd)])
                 process = subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True, pass_fds=(fd,))
                 children.append((f"ASGI server {number}", process))
         wait_for_http(f"http://127.0.0.1:{port}/health/", children, processes)
@@ -257,6 +262,34 @@ def command_run(args: argparse.Namespace) -> None:
         say("Shutting down")
     finally:
         stop_all()
+
+
+def asgi_server(env: Mapping[str, str], uvicorn_bind: list[str], daphne_bind: list[str]) -> list[str]:
+    """The ASGI server's command line: uvicorn on uvloop and httptools by default (TANDEM_ASGI_SERVER=daphne
+    for Channels' own server)."""
+    name = env.get("TANDEM_ASGI_SERVER", "uvicorn")
+    if name == "daphne":
+        return [str(VENV / "bin" / "daphne"), *daphne_bind, "support.asgi:application"]
+    if name != "uvicorn":
+        fail(f"TANDEM_ASGI_SERVER must be uvicorn or daphne, got {name!r}")
+    return [
+        str(VENV / "bin" / "uvicorn"),
+        *uvicorn_bind,
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--ws",
+        "websockets-sansio",
+        # Chat frames are a few hundred bytes: compressing them costs more than it saves.
+        "--ws-per-message-deflate",
+        "false",
+        # Channels' router speaks HTTP and WebSocket only.
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "support.asgi:application",
+    ]
 
 
 def web_processes(env: dict[str, str]) -> int:

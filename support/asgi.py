@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django (static files included), WebSockets through Channels."""
 
+import gc
 import os
 import threading
 
@@ -19,8 +20,17 @@ from chatbot.small.model import warm_up_small_model  # noqa: E402
 from support.conversations.routing import websocket_urlpatterns  # noqa: E402
 from support.review.routing import websocket_urlpatterns as staff_websocket_urlpatterns  # noqa: E402
 
+
+def _warm_up() -> None:
+    warm_up_small_model()
+    # Everything loaded so far (Django, the tokenizer, the model's tables) lives as long as the process:
+    # moved out of the collector's sight, so a full collection no longer walks it in the middle of a
+    # customer's message.
+    gc.freeze()
+
+
 # Load the small model now, beside the starting server, rather than on the first customer's message.
-threading.Thread(target=warm_up_small_model, name="warm-up-small-model", daemon=True).start()
+threading.Thread(target=_warm_up, name="warm-up-small-model", daemon=True).start()
 
 # The chat socket is opened from customers' websites, so besides this server's own hosts the
 # origins listed in TANDEM_WIDGET_ORIGINS may connect; any other page's origin is refused.

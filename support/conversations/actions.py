@@ -111,12 +111,7 @@ class _Events:
             return
         Event.objects.bulk_create(self.rows)
         conversation_id, payloads, skip = self.conversation.id, [row.payload for row in self.rows], self.delivered_to
-
-        def send() -> None:
-            for payload in payloads:
-                broadcast.send_to_conversation(conversation_id, payload, skip=skip)
-
-        transaction.on_commit(send)
+        transaction.on_commit(lambda: broadcast.send_to_conversation(conversation_id, *payloads, skip=skip))
 
 
 def _append_event(

@@ -67,37 +67,44 @@ def flush(timeout: float = SEND_TIMEOUT_SECONDS) -> None:
     asyncio.run_coroutine_threadsafe(queue.join(), loop).result(timeout=timeout)
 
 
-def send_to_conversation(conversation_id: uuid.UUID | str, frame: dict[str, Any], skip: str | None = None) -> None:
-    """Deliver a frame to every socket of the conversation but `skip` (a channel that has it already)."""
+def send_to_conversation(conversation_id: uuid.UUID | str, *frames: dict[str, Any], skip: str | None = None) -> None:
+    """Deliver frames, in order, to every socket of the conversation but `skip` (a channel that has them)."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not frames:
         return
-    message = {"type": "chat.frame", "frame": frame}
+    messages = [{"type": "chat.frame", "frame": frame} for frame in frames]
     group = group_name(conversation_id)
-    _submit(_group_send_except(layer, group, message, skip) if skip else layer.group_send(group, message))
+    _submit(_group_send_except(layer, group, messages, skip) if skip else _group_send(layer, group, messages))
 
 
-async def _group_send_except(layer: Any, group: str, message: dict[str, Any], skip: str) -> None:
+async def _group_send(layer: Any, group: str, messages: list[dict[str, Any]]) -> None:
+    for message in messages:
+        await layer.group_send(group, message)
+
+
+async def _group_send_except(layer: Any, group: str, messages: list[dict[str, Any]], skip: str) -> None:
     # Most chats have one socket, the one that posted: a group send would carry every event back to
     # it through Redis only to be dropped there (about a quarter of the
     # event loop's time per message, measured with py-spy).
-    # Redis layers list the members and send to the others; other layers fall back to the group send,
-    # and the socket drops its copy by seq.
+    # Redis layers list the members once for all the frames and send to the others; other layers fall
+    # back to the group send, and the socket drops its copy by seq.
     if not isinstance(layer, RedisChannelLayer):
-        await layer.group_send(group, message)
+        await _group_send(layer, group, messages)
         return
     # channels_redis keeps a group as a sorted set of channel names (RedisChannelLayer.group_send reads
     # it the same way).
     connection = layer.connection(layer.consistent_hash(group))
-    for member in await connection.zrange(layer._group_key(group), 0, -1):
-        channel = member.decode("utf8")
+    members = [member.decode("utf8") for member in await connection.zrange(layer._group_key(group), 0, -1)]
+    for channel in members:
         if channel == skip:
             continue
-        try:
-            await layer.send(channel, message)
-        except ChannelFull:
-            # That socket is not reading; it fills the gap from the database when it next hears something.
-            logger.warning("Channel %s is full; it will catch up from the database", channel)
+        for message in messages:
+            try:
+                await layer.send(channel, message)
+            except ChannelFull:
+                # That socket is not reading; it fills the gap from the database when it next hears something.
+                logger.warning("Channel %s is full; it will catch up from the database", channel)
+                break
 
 
 def send_to_staff(message: dict[str, Any]) -> None:

@@ -63,7 +63,7 @@ def frames() -> Iterator[list[dict[str, Any]]]:
     with (
         mock.patch(
             "support.conversations.broadcast.send_to_conversation",
-            side_effect=lambda _id, frame, skip=None: sent.append(frame),
+            side_effect=lambda _id, *frames, skip=None: sent.extend(frames),
         ),
         mock.patch("support.conversations.broadcast.send_to_staff"),
         mock.patch("chatbot.tasks.answer_with_large_model.delay"),

@@ -23,7 +23,7 @@ def sent() -> Iterator[list[dict]]:
     with (
         mock.patch(
             "support.conversations.broadcast.send_to_conversation",
-            side_effect=lambda _id, frame, skip=None: frames.append(frame),
+            side_effect=lambda _id, *sent, skip=None: frames.extend(sent),
         ),
         mock.patch("support.conversations.broadcast.send_to_staff"),
     ):

@@ -23,6 +23,9 @@ from websockets.typing import Origin
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import tandem  # noqa: E402 - the run command's own helpers, so the tests start what users start
+
 AGENT_USER, AGENT_PASSWORD = "agent", "agent-pw"
 
 
@@ -151,8 +154,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
                 "tandem-test@%h",
             ],
         )
+        # The server `scripts/tandem.py run` starts, with the same options.
         server = stack.start(
-            "server", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "support.asgi:application"]
+            "server", tandem.asgi_server(os.environ, ["--host", "127.0.0.1", "--port", str(port)], ["-p", str(port)])
         )
 
         def up() -> bool:
