@@ -19,10 +19,12 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from chatbot.small.model import warm_up_small_model  # noqa: E402
 from support.conversations.routing import websocket_urlpatterns  # noqa: E402
 from support.review.routing import websocket_urlpatterns as staff_websocket_urlpatterns  # noqa: E402
+from support.sqlite_wal import start_checkpointer  # noqa: E402
 
 
 def _warm_up() -> None:
     warm_up_small_model()
+    start_checkpointer()
     # Everything loaded so far (Django, the tokenizer, the model's tables) lives as long as the process:
     # moved out of the collector's sight, so a full collection no longer walks it in the middle of a
     # customer's message.

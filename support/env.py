@@ -104,7 +104,9 @@ def sqlite_database(path: str) -> dict[str, object]:
         "OPTIONS": {
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            # The log is checkpointed by a background thread in serving processes (support.sqlite_wal);
+            # every connection still does it itself past 10,000 pages (AUTOCHECKPOINT_PAGES there).
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;",
         },
         # Kept open: Channels closes a connection past its age around every database call, and opening
         # one (with the PRAGMAs above, and reading the schema again) cost the chat socket ~1.6 ms a

@@ -30,6 +30,8 @@ class Recipe:
     max_length: int = 64
     # Share of the target probability spread over the other intents (0: plain cross-entropy).
     label_smoothing: float = 0.0
+    # The word embeddings hold 12 M of MiniLM's 22 M weights; left alone by default (see fine_tune).
+    train_word_embeddings: bool = False
     seed: int = 0
 
 
@@ -96,7 +98,7 @@ def fine_tune(
     encoder = AutoModel.from_pretrained(str(base_path), local_files_only=True)
     # The word embeddings hold 12 M of MiniLM's 22 M weights; leaving them alone saves the optimiser
     # most of its work and keeps the vocabulary the examples never mention as it was.
-    encoder.get_input_embeddings().weight.requires_grad_(False)
+    encoder.get_input_embeddings().weight.requires_grad_(recipe.train_word_embeddings)
     head = torch.nn.Linear(coef.shape[1], coef.shape[0])
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(np.ascontiguousarray(coef, dtype=np.float32)))
