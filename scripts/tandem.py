@@ -284,6 +284,10 @@ def asgi_server(env: Mapping[str, str], uvicorn_bind: list[str], daphne_bind: li
         # Chat frames are a few hundred bytes: compressing them costs more than it saves.
         "--ws-per-message-deflate",
         "false",
+        # A customer's message is at most 2,000 characters (refused with a clear error frame above
+        # that); a frame far larger than any message is closed by the server without buffering 16 MB.
+        "--ws-max-size",
+        "65536",
         # Channels' router speaks HTTP and WebSocket only.
         "--lifespan",
         "off",
