@@ -93,8 +93,14 @@ class _Events:
         self.rows: list[Event] = []
         # The conversation's fields to write with the new last_seq.
         self.changed = {"last_seq", "updated_at"}
+        self.saved = False
 
     def add(self, event_type: str, fields: dict[str, Any]) -> dict[str, Any]:
+        assert not self.saved, "an event added after save() would be sent but never stored"
+        if not self.rows:
+            # Registered with the first event, so the events go out before whatever the transaction
+            # registers after it (the large model's task, staff notices).
+            transaction.on_commit(self._send)
         self.conversation.last_seq += 1
         payload = {"type": event_type, "seq": self.conversation.last_seq, **fields}
         self.rows.append(
@@ -106,12 +112,15 @@ class _Events:
         self.changed.update(fields)
 
     def save(self) -> None:
+        self.saved = True
         self.conversation.save(update_fields=sorted(self.changed))
         if not self.rows:
             return
         Event.objects.bulk_create(self.rows)
-        conversation_id, payloads, skip = self.conversation.id, [row.payload for row in self.rows], self.delivered_to
-        transaction.on_commit(lambda: broadcast.send_to_conversation(conversation_id, *payloads, skip=skip))
+
+    def _send(self) -> None:
+        payloads = [row.payload for row in self.rows]
+        broadcast.send_to_conversation(self.conversation.id, *payloads, skip=self.delivered_to)
 
 
 def _append_event(

@@ -106,6 +106,23 @@ def test_an_escalation_is_recorded_and_the_large_model_is_queued_after_commit(
     assert conversation.owner == Owner.PENDING and conversation.escalated_at is not None
 
 
+def test_the_escalated_event_is_sent_before_the_large_model_is_queued(
+    conversation: Conversation, django_capture_on_commit_callbacks
+) -> None:
+    order: list[str] = []
+    with (
+        mock.patch(
+            "support.conversations.broadcast.send_to_conversation",
+            side_effect=lambda _id, *frames, skip=None: order.extend(frame["type"] for frame in frames),
+        ),
+        mock.patch("support.conversations.broadcast.send_to_staff", side_effect=lambda _: order.append("staff")),
+        mock.patch("chatbot.tasks.answer_with_large_model.delay", side_effect=lambda _: order.append("queued")),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        post(conversation, "m1", "can I speak to a human please")
+    assert order == ["ack", "escalated", "staff", "queued"]
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
