@@ -264,16 +264,18 @@ def command_run(args: argparse.Namespace) -> None:
         stop_all()
 
 
-def asgi_server(env: Mapping[str, str], uvicorn_bind: list[str], daphne_bind: list[str]) -> list[str]:
+def asgi_server(
+    env: Mapping[str, str], uvicorn_bind: list[str], daphne_bind: list[str], bin_dir: Path = VENV / "bin"
+) -> list[str]:
     """The ASGI server's command line: uvicorn on uvloop and httptools by default (TANDEM_ASGI_SERVER=daphne
     for Channels' own server)."""
     name = env.get("TANDEM_ASGI_SERVER", "uvicorn")
     if name == "daphne":
-        return [str(VENV / "bin" / "daphne"), *daphne_bind, "support.asgi:application"]
+        return [str(bin_dir / "daphne"), *daphne_bind, "support.asgi:application"]
     if name != "uvicorn":
         fail(f"TANDEM_ASGI_SERVER must be uvicorn or daphne, got {name!r}")
     return [
-        str(VENV / "bin" / "uvicorn"),
+        str(bin_dir / "uvicorn"),
         *uvicorn_bind,
         "--loop",
         "uvloop",

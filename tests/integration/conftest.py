@@ -156,7 +156,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
         )
         # The server `scripts/tandem.py run` starts, with the same options.
         server = stack.start(
-            "server", tandem.asgi_server(os.environ, ["--host", "127.0.0.1", "--port", str(port)], ["-p", str(port)])
+            "server",
+            tandem.asgi_server(os.environ, ["--host", "127.0.0.1", "--port", str(port)], ["-p", str(port)], BIN),
         )
 
         def up() -> bool:
