@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 import time
 
+from django.db import transaction
+
 from support.knowledge.models import Article
 
 CACHE_SECONDS = 5.0
@@ -31,5 +33,11 @@ def answer_for(slug: str) -> str | None:
 
 
 def forget(*_: object, **__: object) -> None:
+    """Drop every cached answer once the edit is committed (cleared earlier, a message in between could
+    read and cache the old text again)."""
+    transaction.on_commit(_clear)
+
+
+def _clear() -> None:
     with _lock:
         _cache.clear()

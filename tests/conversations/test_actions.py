@@ -78,15 +78,22 @@ def test_a_routine_answer_takes_one_select_three_inserts_and_one_update(
     assert conversation.last_seq == 4
 
 
-def test_an_edited_article_is_answered_with_its_new_text(conversation: Conversation, sent: list[dict]) -> None:
+def test_an_edited_article_is_answered_with_its_new_text(
+    conversation: Conversation, sent: list[dict], django_capture_on_commit_callbacks
+) -> None:
     from support.knowledge.models import Article
 
     first = post(conversation, "m1", "How do I reset my password?").events[1]
     Article.objects.filter(slug=first["intent"]).update(answer="stale")  # no signal: the cache may hold the old text
     article = Article.objects.get(slug=first["intent"])
     article.answer = "Use the 'Forgot password' link on the sign-in page."
-    article.save()
-    again = post(conversation, "m2", "How do I reset my password?").events[1]
+    with django_capture_on_commit_callbacks(execute=False) as committed:
+        article.save()
+    # Until the edit commits, the cached text stands.
+    assert post(conversation, "m2", "How do I reset my password?").events[1]["text"] == first["text"]
+    for callback in committed:
+        callback()
+    again = post(conversation, "m3", "How do I reset my password?").events[1]
     assert again["text"] == "Use the 'Forgot password' link on the sign-in page."
 
 
