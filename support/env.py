@@ -94,6 +94,11 @@ def database_from_url(url: str) -> dict[str, object]:
     raise ImproperlyConfigured(f"DATABASE_URL must start with postgres:// or sqlite:///, got {url!r}")
 
 
+# About 40 MB of write-ahead log before a connection checkpoints it by itself; in serving processes a
+# background thread keeps the log far smaller (support.sqlite_wal).
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
+
+
 def sqlite_database(path: str) -> dict[str, object]:
     return {
         "ENGINE": "django.db.backends.sqlite3",
@@ -105,8 +110,9 @@ def sqlite_database(path: str) -> dict[str, object]:
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
             # The log is checkpointed by a background thread in serving processes (support.sqlite_wal);
-            # every connection still does it itself past 10,000 pages (AUTOCHECKPOINT_PAGES there).
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;",
+            # every connection still does it itself past SQLITE_AUTOCHECKPOINT_PAGES.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+            f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES};",
         },
         # Kept open: Channels closes a connection past its age around every database call, and opening
         # one (with the PRAGMAs above, and reading the schema again) cost the chat socket ~1.6 ms a

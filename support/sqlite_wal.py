@@ -4,7 +4,7 @@ In WAL mode every commit appends to the log, and by default the commit that take
 pages also copies it back into the database file and syncs it: a routine answer's database work had a
 p99 of 6.9-9.6 ms that way, against 3.6-4.3 ms with this thread (bench/message_store.py, 6,000 calls,
 three runs each; medians 2.2 against 2.05 ms). Every connection's automatic threshold is raised
-(`AUTOCHECKPOINT_PAGES`, see support.env.sqlite_database) and serving processes run passive checkpoints
+(support.env.SQLITE_AUTOCHECKPOINT_PAGES) and serving processes run passive checkpoints
 from a thread of their own instead; a passive checkpoint never waits for, or blocks, the writers. In
 other processes (the Celery worker, management commands) the raised threshold bounds the log's size.
 """
@@ -20,8 +20,6 @@ from typing import Any
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-# About 40 MB of log before a connection checkpoints by itself; the thread below keeps it far smaller.
-AUTOCHECKPOINT_PAGES = 10_000
 CHECKPOINT_SECONDS = 1.0
 _lock = threading.Lock()
 # Set to stop the running thread.
@@ -59,7 +57,7 @@ def _checkpoint_forever(path: str, interval: float, stop: threading.Event) -> No
                 connection = sqlite3.connect(path, timeout=5, check_same_thread=False)
             checkpoint(connection)
         except sqlite3.Error as error:
-            # Not fatal: connections still checkpoint by themselves past AUTOCHECKPOINT_PAGES.
+            # Not fatal: connections still checkpoint by themselves past SQLITE_AUTOCHECKPOINT_PAGES.
             logger.warning("SQLite checkpoint failed: %s", error)
             if connection is not None:
                 connection.close()

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 from support import sqlite_wal
+from support.env import SQLITE_AUTOCHECKPOINT_PAGES
 
 
 def _database_with_log(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(f"PRAGMA wal_autocheckpoint={sqlite_wal.AUTOCHECKPOINT_PAGES}")
+    connection.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
     connection.execute("CREATE TABLE t (x TEXT)")
     connection.executemany("INSERT INTO t VALUES (?)", [("x" * 500,) for _ in range(2000)])
     connection.commit()
