@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from chatbot import costs
 from chatbot.llm.base import Generation
-from chatbot.policy import Decision, decide
+from chatbot.policy import Decision, Reason, decide
 from chatbot.small.model import ModelNotTrained, Prediction, get_small_model
 from support.conversations import broadcast
 from support.conversations.models import Conversation, Event, Message, Owner, Role, Tier
@@ -272,7 +272,7 @@ def _route(text: str, prediction: Prediction | None) -> tuple[str | None, str | 
     answer = answers.answer_for(prediction.intent)
     if answer is None:
         # The model was trained on an article since deleted: not an answer we can give.
-        return None, "out_of_scope"
+        return None, Reason.OUT_OF_SCOPE.value
     return answer, None
 
 
