@@ -28,8 +28,8 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
-from chatbot import prompts  # noqa: E402
 from chatbot.llm import get_backend  # noqa: E402
+from support.conversations import prompts  # noqa: E402
 
 HARD = "Can I return a sofa I bought 40 days ago that my cat scratched?"
 
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     articles = prompts.relevant_articles(HARD, settings.TANDEM_RETRIEVAL_ARTICLES)
     article_text = "\n".join(f"- {a.title} {a.answer}" for a in articles) or "- (no article matches)"
-    system = prompts.SYSTEM.format(company=settings.TANDEM_COMPANY_NAME, articles=article_text)
+    system = prompts.SYSTEM.format(company=settings.TANDEM_COMPANY_NAME, articles=article_text, language="")
     messages = [{"role": "system", "content": system}, {"role": "user", "content": HARD}]
     backend = get_backend()
     loaded = time.perf_counter()

@@ -31,6 +31,9 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
+from chatbot.policy import Reply, Route  # noqa: E402
+from chatbot.routes import Destination  # noqa: E402
+from chatbot.routing import Routed  # noqa: E402
 from chatbot.small.model import Prediction  # noqa: E402
 from support.conversations import actions, broadcast  # noqa: E402
 from support.knowledge.models import Article  # noqa: E402
@@ -49,10 +52,12 @@ def main() -> None:
     broadcast.send_to_conversation = lambda *frames, **options: None  # type: ignore[assignment]
     session = actions.open_session(None)
     prediction = Prediction(slug, 0.999, 0.9, 12)
+    # The router's verdict for a routine question, as the chat socket passes it.
+    routed = Routed(Route(Destination.SMALL, None, (Reply(slug, 0.999),)), prediction, "en", None, 12)
     question = "When will my new card arrive?"
 
     def post(client_id: str) -> None:
-        posted = actions.post_customer_message(session.conversation_id, client_id, question, prediction, "bench")
+        posted = actions.post_customer_message(session.conversation_id, client_id, question, routed, "bench")
         assert posted.events[-1]["type"] == "answer", posted.events
 
     for number in range(50):  # warm: connection, statement caches, the article's cached answer

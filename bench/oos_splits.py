@@ -5,8 +5,7 @@
 For each seed, trains on the remaining intents exactly as `train_small_model` does (fine-tuning the
 encoder for --epochs, default TANDEM_SMALL_MODEL_EPOCHS: about 10 minutes a split on 2 cores) and runs
 the live policy on the whole test set, whose held-out intents' rows are out of scope. Same code as
-`evaluate_router --hold-out-intents`. With --epochs 0 (frozen encoder) the data is embedded once and the
-in-scope figures with nothing held out are printed too.
+`evaluate_router --hold-out-intents` (and the same routing code as the live server).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import django  # noqa: E402
 
 django.setup()
 
-import numpy as np  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chatbot.small import evaluation  # noqa: E402
@@ -45,30 +43,10 @@ def main() -> None:
     test = evaluation.read_labelled_csv(args.data / "test.csv")
     encoder = get_encoder()
     keys = ("oos_recall", "coverage", "answered_accuracy", "threshold", "oos_similarity", "oos_recall_at_90_coverage")
-    if args.epochs > 0:
-        for seed in args.seeds:
-            kept, relabelled, held = evaluation.hold_out_intents(train, test, args.hold_out, seed)
-            report = evaluation.evaluate(kept, relabelled, encoder, args.epochs)
-            print(
-                f"seed {seed}, {args.hold_out} intents held out:", json.dumps({k: report[k] for k in keys}), flush=True
-            )
-        return
-    vectors = {
-        text: vector
-        for text, vector in zip(
-            [t for t, _ in train + test], encoder.embed([t for t, _ in train + test], progress=True), strict=True
-        )
-    }
-
-    def embedded(rows: list[tuple[str, str]]) -> np.ndarray:
-        return np.stack([vectors[text] for text, _ in rows])
-
-    full = evaluation.evaluate_vectors(train, embedded(train), test, embedded(test))
-    print("all intents:", json.dumps({k: full[k] for k in ("accuracy", "answered_accuracy", "coverage", "threshold")}))
     for seed in args.seeds:
         kept, relabelled, held = evaluation.hold_out_intents(train, test, args.hold_out, seed)
-        report = evaluation.evaluate_vectors(kept, embedded(kept), relabelled, embedded(relabelled))
-        print(f"seed {seed}, {args.hold_out} intents held out:", json.dumps({k: report[k] for k in keys}))
+        report = evaluation.evaluate(kept, relabelled, encoder, args.epochs)
+        print(f"seed {seed}, {args.hold_out} intents held out:", json.dumps({k: report[k] for k in keys}), flush=True)
 
 
 if __name__ == "__main__":

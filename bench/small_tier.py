@@ -1,4 +1,5 @@
-"""Speed of the small tier as served: tokenise + encode + classify + policy.
+"""Speed of the small tier as served: routing (language, segments, complaint signals, tokenise + encode +
+classify every segment, policy), against the small model's prediction alone.
 
     .venv/bin/python bench/small_tier.py [--queries 300] [--seconds 10] [--concurrency 64]
 
@@ -6,7 +7,9 @@ Trains on the demo knowledge base into a temporary folder first (about a minute)
 in --model (a folder holding `current`, e.g. one `evaluate_router --save-model` wrote). Then, for each runtime
 (torch, ONNX Runtime) with the float32 and the int8 (dynamically quantised) encoder: the latency of one
 query at a time (median, p90, p99), and the throughput with `concurrency` callers sharing the server's
-micro-batcher for `seconds`.
+micro-batcher for `seconds`. "predict only" times `predict_many` on the whole message, which was the
+small tier's work before routing had signals (plus a regular expression); "route" is what the server runs now
+(`chatbot.routing.route_many`), so their difference is the routing signals' cost.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from chatbot.policy import decide  # noqa: E402
+from chatbot.routing import Incoming, route_many  # noqa: E402
 from chatbot.small import encoder as encoder_module  # noqa: E402
 from chatbot.small import model as small_model  # noqa: E402
 from support.knowledge import loader  # noqa: E402
@@ -43,17 +46,27 @@ QUESTIONS = [
     "my order arrived broken",
     "Can I return a sofa I bought 40 days ago that my cat scratched?",
     "what's the weather tomorrow",
+    "hi, how do I reset my password?",
+    "thanks, that helped!",
+    "Where is my order? Also, how do I return a sofa?",
+    "Bonjour, je voudrais changer mon adresse de livraison",
 ]
 
 
-def latency(model: small_model.SmallModel, queries: int) -> list[float]:
+def latency(model: small_model.SmallModel, queries: int, route: bool) -> list[float]:
+    def once(question: str) -> None:
+        if route:
+            route_many(model, [Incoming(question)])
+        else:
+            model.predict_many([question])
+
     for question in QUESTIONS:  # warm-up
-        decide(question, model.predict(question))
+        once(question)
     timings = []
     for index in range(queries):
         question = QUESTIONS[index % len(QUESTIONS)]
         started = time.perf_counter()
-        decide(question, model.predict(question))
+        once(question)
         timings.append((time.perf_counter() - started) * 1000)
     return sorted(timings)
 
@@ -64,7 +77,7 @@ def throughput(seconds: float, concurrency: int) -> float:
     async def caller(index: int, deadline: float, done: list[int]) -> None:
         while time.perf_counter() < deadline:
             question = QUESTIONS[(index + done[0]) % len(QUESTIONS)]
-            decide(question, await batching.predict(question))
+            await batching.route(Incoming(question))
             done[0] += 1
 
     async def run() -> int:
@@ -76,6 +89,12 @@ def throughput(seconds: float, concurrency: int) -> float:
     started = time.perf_counter()
     answered = asyncio.run(run())
     return answered / (time.perf_counter() - started)
+
+
+def summary(timings: list[float]) -> str:
+    p90 = timings[int(len(timings) * 0.9)]
+    p99 = timings[int(len(timings) * 0.99)]
+    return f"p50 {statistics.median(timings):.2f} ms, p90 {p90:.2f} ms, p99 {p99:.2f} ms"
 
 
 def main() -> None:
@@ -100,14 +119,20 @@ def main() -> None:
         encoder_module._encoder = None
         small_model._loaded = None
         model = small_model.get_small_model()
-        timings = latency(model, args.queries)
+        # Interleaved, so both see the same machine.
+        predict = latency(model, args.queries // 2, route=False)
+        routed = latency(model, args.queries // 2, route=True)
+        predict += latency(model, args.queries // 2, route=False)
+        routed += latency(model, args.queries // 2, route=True)
+        predict.sort()
+        routed.sort()
         rate = throughput(args.seconds, args.concurrency)
         label = f"{runtime:5} {'int8   ' if quantize else 'float32'}"
-        p90 = timings[int(len(timings) * 0.9)]
         print(
-            f"{label} one query: p50 {statistics.median(timings):.2f} ms, p90 {p90:.2f} ms,"
-            f" p99 {timings[int(len(timings) * 0.99)]:.2f} ms | micro-batched, {args.concurrency} callers: "
-            f"{rate:.0f} queries/s"
+            f"{label} one query, predict only: {summary(predict)}\n"
+            f"{label} one query, route:        {summary(routed)} "
+            f"(+{statistics.median(routed) - statistics.median(predict):.2f} ms at p50)\n"
+            f"{label} routed, micro-batched, {args.concurrency} callers: {rate:.0f} queries/s"
         )
 
 

@@ -1,4 +1,4 @@
-"""The Celery app. Tasks live beside their business area (chatbot/tasks.py) and are found automatically."""
+"""The Celery app. Tasks live beside their business area (support/conversations/tasks.py), found automatically."""
 
 import logging
 import os

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from chatbot.routes import Reason, parse_routes
 from support.env import (
     database_from_url,
     envbool,
@@ -142,7 +144,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # acks_late redelivers a task whose worker died; the visibility timeout must outlast the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-CELERY_TASK_ROUTES = {"chatbot.tasks.*": {"queue": "large"}}
+CELERY_TASK_ROUTES = {"support.conversations.tasks.*": {"queue": "large"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 
 # --- Small tier -----------------------------------------------------------------------------------
@@ -181,6 +183,24 @@ TANDEM_SENSITIVE_INTENTS = envlist(
 )
 TANDEM_HUMAN_INTENTS = envlist("TANDEM_HUMAN_INTENTS", ["talk-to-human"])
 TANDEM_MAX_MESSAGE_CHARS = 2000
+# Where each escalation reason goes (chatbot/routes.py has the default table): "reason=destination,…"
+# with destinations large or people, e.g. TANDEM_ROUTES=low_confidence=people,language=people.
+try:
+    TANDEM_ROUTES = parse_routes(envstr("TANDEM_ROUTES"))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TANDEM_ROUTES: {exc}") from None
+# Reasons going to people for which the large model still writes a draft that only agents see.
+TANDEM_PEOPLE_DRAFTS = envlist("TANDEM_PEOPLE_DRAFTS", [Reason.SENSITIVE.value, Reason.COMPLAINT.value])
+for _reason in TANDEM_PEOPLE_DRAFTS:
+    if _reason not in {reason.value for reason in Reason}:
+        raise ImproperlyConfigured(f"TANDEM_PEOPLE_DRAFTS: unknown reason {_reason!r} (known: {', '.join(Reason)})")
+# The knowledge base's language (ISO 639-1): a message reliably in another one goes to the large model,
+# which is told to answer in the customer's language.
+TANDEM_KB_LANGUAGE = envstr("TANDEM_KB_LANGUAGE", "en").strip().lower()
+if not re.fullmatch(r"[a-z]{2,3}", TANDEM_KB_LANGUAGE):
+    raise ImproperlyConfigured(f"TANDEM_KB_LANGUAGE must be a language code such as en, got {TANDEM_KB_LANGUAGE!r}")
+# Built-in small-talk intents left out of training (slugs such as smalltalk-bot, or "all").
+TANDEM_SMALL_TALK_DISABLED = envlist("TANDEM_SMALL_TALK_DISABLED")
 
 # --- Large tier -----------------------------------------------------------------------------------
 TANDEM_LLM_BACKEND = envstr("TANDEM_LLM_BACKEND", "chatbot.llm.local.TransformersBackend")

@@ -9,7 +9,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 
+from chatbot.policy import Thresholds
+from chatbot.routing import Incoming, route_many, unavailable
 from chatbot.small import model as small_model
+from support.conversations import actions
 from support.knowledge import loader
 
 
@@ -59,3 +62,19 @@ def small_model_dir(trained_model_dir: Path) -> Iterator[Path]:
 @pytest.fixture
 def knowledge_base(db: None) -> None:
     loader.store(loader.load_file(loader.DEMO_FILE))
+
+
+def post_as_server(conversation_id: object, client_id: str, text: str, socket: str | None = None) -> actions.Posted:
+    """Post a customer's message the way the chat socket does: route it (unless people own the
+    conversation), then store it and act on the route."""
+    import uuid
+
+    assert isinstance(conversation_id, uuid.UUID)
+    context = actions.routing_context(conversation_id)
+    routed = None
+    if context.bot_answers:
+        try:
+            routed = route_many(small_model.get_small_model(), [Incoming(text, context.language)])[0]
+        except small_model.ModelNotTrained:
+            routed = unavailable(Thresholds.current())
+    return actions.post_customer_message(conversation_id, client_id, text, routed, socket)

@@ -1,10 +1,11 @@
-"""Micro-batching for the small model inside the ASGI server.
+"""Micro-batching for the router inside the ASGI server.
 
 Many chats ask at once; encoding them one by one wastes the CPU on per-call overhead. Requests from
 the event loop queue up here; one background thread takes whatever is waiting (up to MAX_BATCH) and
-encodes it as one batch. While it works, new requests gather for the next batch, so under load the
-batches grow by themselves and a lone question never waits for company (MAX_WAIT adds such a wait
-when set). The event loop never blocks on inference.
+routes it as one batch (`chatbot.routing.route_many`: one encoder call for every message and segment).
+While it works, new requests gather for the next batch, so under load the batches grow by themselves
+and a lone question never waits for company (MAX_WAIT adds such a wait when set). The event loop never
+blocks on inference.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import asyncio
 import concurrent.futures
 from dataclasses import dataclass, field
 
-from chatbot.small.model import Prediction, get_small_model
+from chatbot.routing import Incoming, Routed, route_many
+from chatbot.small.model import get_small_model
 
 MAX_BATCH = 32
 MAX_WAIT_SECONDS = 0.0
@@ -21,8 +23,8 @@ MAX_WAIT_SECONDS = 0.0
 
 @dataclass
 class _Request:
-    text: str
-    future: asyncio.Future[Prediction] = field(repr=False)
+    message: Incoming
+    future: asyncio.Future[Routed] = field(repr=False)
 
 
 class MicroBatcher:
@@ -35,11 +37,11 @@ class MicroBatcher:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="small-model")
         self._runner: asyncio.Task[None] | None = None
 
-    async def predict(self, text: str) -> Prediction:
+    async def route(self, message: Incoming) -> Routed:
         if self._runner is None or self._runner.done():
             self._runner = asyncio.get_running_loop().create_task(self._run())
-        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Request(text, future))
+        future: asyncio.Future[Routed] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(message, future))
         return await future
 
     async def _run(self) -> None:
@@ -58,30 +60,30 @@ class MicroBatcher:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
-            texts = [request.text for request in batch]
+            messages = [request.message for request in batch]
             try:
-                predictions = await loop.run_in_executor(self._executor, _predict_many, texts)
+                results = await loop.run_in_executor(self._executor, _route_many, messages)
             except Exception as error:  # noqa: BLE001 - every waiting caller must hear about it
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(error)
                 continue
-            for request, prediction in zip(batch, predictions, strict=True):
+            for request, result in zip(batch, results, strict=True):
                 if not request.future.done():
-                    request.future.set_result(prediction)
+                    request.future.set_result(result)
 
 
-def _predict_many(texts: list[str]) -> list[Prediction]:
-    return get_small_model().predict_many(texts)
+def _route_many(messages: list[Incoming]) -> list[Routed]:
+    return route_many(get_small_model(), messages)
 
 
 _batchers: dict[asyncio.AbstractEventLoop, MicroBatcher] = {}
 
 
-async def predict(text: str) -> Prediction:
-    """Classify from async code without blocking the event loop; concurrent calls share batches."""
+async def route(message: Incoming) -> Routed:
+    """Route from async code without blocking the event loop; concurrent calls share batches."""
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
     if batcher is None:
         batcher = _batchers[loop] = MicroBatcher()
-    return await batcher.predict(text)
+    return await batcher.route(message)

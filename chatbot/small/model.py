@@ -24,6 +24,7 @@ from django.conf import settings
 
 from chatbot.small import classifier
 from chatbot.small.encoder import Encoder, get_encoder
+from chatbot.smalltalk import is_small_talk, with_small_talk
 
 Progress = Callable[[str], None]
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Prediction:
 
 
 def fingerprint(examples: list[tuple[str, str]]) -> str:
+    """Identifies the data a model was trained on (the examples given to `train`, with small talk)."""
     digest = hashlib.sha256()
     for text, label in sorted(examples):
         digest.update(f"{label}\t{text}\n".encode())
@@ -203,6 +205,9 @@ def train(
     """Train on (text, intent) pairs, write a new artefact and make it current. Returns its folder."""
     say = progress or (lambda message: None)
     directory = Path(directory or settings.TANDEM_SMALL_MODEL_DIR)
+    given = len(examples)
+    # Every model knows small talk (unless the knowledge base replaces or settings disable it).
+    examples = with_small_talk(examples)
     started = time.monotonic()
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = directory / version
@@ -221,6 +226,9 @@ def train(
         "data_fingerprint": fingerprint(examples),
         "examples": len(examples),
         "intents": len(fitted.head.classes),
+        # Of those, the built-in small talk added to the examples given.
+        "small_talk_examples": len(examples) - given,
+        "small_talk_intents": sum(1 for label in fitted.head.classes.tolist() if is_small_talk(label)),
         "metrics": fitted.metrics,
         "policy": asdict(fitted.policy),
         "training_seconds": round(time.monotonic() - started, 2),

@@ -100,7 +100,7 @@
   const messages = new Map();
   const streams = new Map();    // reply_to -> {el, textNode}
   const answered = new Set();   // reply_to ids that got a final answer
-  const escalated = new Set();  // reply_to ids waiting for a specialist
+  const escalated = new Map();  // reply_to id -> destination ('large' or 'people') it waits for
 
   // -------------------------------------------------------------------- DOM --
 
@@ -267,8 +267,9 @@
       st = state.everOnline ? 'reconnecting' : 'connecting';
       text = state.everOnline ? 'Reconnecting\u2026' : 'Connecting\u2026';
     } else if (escalated.size > 0) {
-      st = 'escalated';
-      text = 'A specialist is looking into this\u2026';
+      const people = Array.from(escalated.values()).indexOf('people') >= 0;
+      st = people ? 'waiting-for-people' : 'escalated';
+      text = people ? 'Waiting for a member of our team\u2026' : 'Looking into this\u2026';
     } else {
       st = 'online';
       text = '';
@@ -459,15 +460,21 @@
   function onEscalated(f, seq) {
     const replyTo = f.reply_to == null ? '' : String(f.reply_to);
     const reason = typeof f.reason === 'string' ? f.reason : '';
-    const text = reason === 'human_requested'
-      ? 'Connecting you with a person\u2026'
-      : 'Passing this to a specialist\u2026';
+    // Servers before destinations existed sent only the reason.
+    const destination = f.destination === 'people' || f.destination === 'large'
+      ? f.destination
+      : (reason === 'human_requested' || reason === 'sensitive' ? 'people' : 'large');
+    const fallback = destination === 'people'
+      ? 'I\u2019m passing you to a member of our team; they\u2019ll reply here as soon as they can.'
+      : 'Let me look into that for you.';
+    const text = typeof f.text === 'string' && f.text.trim() ? f.text : fallback;
     const el = makeBubble('escalated', text);
     el.setAttribute('data-seq', String(seq));
     if (reason) el.setAttribute('data-reason', reason);
+    el.setAttribute('data-destination', destination);
     if (replyTo) el.setAttribute('data-reply-to', replyTo);
     placeStored(el);
-    if (replyTo && !answered.has(replyTo)) escalated.add(replyTo);
+    if (replyTo && !answered.has(replyTo)) escalated.set(replyTo, destination);
     updateStatus();
   }
 

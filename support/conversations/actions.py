@@ -16,21 +16,19 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import signing
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from chatbot import costs
 from chatbot.llm.base import Generation
-from chatbot.policy import Decision, Reason, decide
-from chatbot.small.model import ModelNotTrained, Prediction, get_small_model
-from support.conversations import broadcast
+from chatbot.routes import Destination, Reason
+from chatbot.routing import Routed
+from support.conversations import broadcast, notices
 from support.conversations.models import Conversation, Event, Message, Owner, Role, Tier
 from support.knowledge import answers
 
 logger = logging.getLogger(__name__)
 _TOKEN_SALT = "tandem.conversation"
-# Recorded when the small model cannot run at all (not trained yet): people and the large model take over.
-MODEL_UNAVAILABLE = "model_unavailable"
-LARGE_MODEL_FAILED = "large_model_failed"
 
 
 class ConversationError(Exception):
@@ -160,12 +158,30 @@ def _notify_staff(conversation_id: uuid.UUID, change: str) -> None:
 
 
 @dataclass(frozen=True)
+class RoutingContext:
+    """What the router needs to know about a conversation before a message is classified."""
+
+    # False while people own it: the message waits for them and is not classified at all.
+    bot_answers: bool
+    # The customer's language so far (a short message does not change it on its own).
+    language: str | None
+
+
+def routing_context(conversation_id: uuid.UUID) -> RoutingContext:
+    owner, language = Conversation.objects.values_list("owner", "language").get(pk=conversation_id)
+    return RoutingContext(owner not in (Owner.PEOPLE, Owner.HUMAN), language or None)
+
+
+@dataclass(frozen=True)
 class Posted:
     ack: dict[str, Any]
     duplicate: bool
     # The events this call stored, in order (none for a duplicate). The socket that posted sends them
     # itself at once; every other socket of the conversation gets them through the channel layer.
     events: tuple[dict[str, Any], ...] = ()
+    # Nothing was stored: people handed the conversation back to the bot after the caller looked, so
+    # the message must be routed first (chatbot.routing) and posted again.
+    needs_routing: bool = False
 
 
 def _stored_ack(conversation_id: uuid.UUID, client_id: str) -> dict[str, Any] | None:
@@ -173,45 +189,18 @@ def _stored_ack(conversation_id: uuid.UUID, client_id: str) -> dict[str, Any] | 
     return event.payload if event else None
 
 
-def _classify(text: str) -> Prediction | None:
-    try:
-        return get_small_model().predict(text)
-    except ModelNotTrained:
-        logger.error("The small model is not trained: escalating every message")
-        return None
-
-
-class _NotClassified:
-    pass
-
-
-NOT_CLASSIFIED = _NotClassified()
-
-
 def post_customer_message(
-    conversation_id: uuid.UUID,
-    client_id: str,
-    text: str,
-    prediction: Prediction | None | _NotClassified = NOT_CLASSIFIED,
-    socket: str | None = None,
+    conversation_id: uuid.UUID, client_id: str, text: str, routed: Routed | None, socket: str | None = None
 ) -> Posted:
-    """Store a customer's message, then answer it with the small model or escalate it.
+    """Store a customer's message and act on its route: the small tier's answers, or an escalation.
 
-    The server classifies in micro-batches beforehand and passes the `prediction` (None: the model
-    could not run); other callers let this function classify. A client id already stored for this
+    `routed` is the router's verdict (chatbot.routing.route_many, run by the caller outside any
+    transaction: the server does it in micro-batches), or None when `routing_context` said people own
+    the conversation and the message was not classified. A client id already stored for this
     conversation returns the original ack and does nothing else.
     """
-    if isinstance(prediction, _NotClassified):
-        stored = _stored_ack(conversation_id, client_id)
-        if stored is not None:
-            return Posted(stored, duplicate=True)
-        owner = Conversation.objects.values_list("owner", flat=True).get(pk=conversation_id)
-        # Classification runs before the transaction so the write lock is held for milliseconds only;
-        # an agent who owns the conversation answers it, so the bot does not even look.
-        prediction = _classify(text) if owner != Owner.HUMAN else None
-
     try:
-        return _store_customer_message(conversation_id, client_id, text, prediction, socket)
+        return _store_customer_message(conversation_id, client_id, text, routed, socket)
     except IntegrityError:
         # Sent again (a retry after a lost ack, or the same id racing in on another socket): the unique
         # (conversation, client_id) constraint refused it and the whole transaction rolled back. Checking
@@ -223,25 +212,38 @@ def post_customer_message(
 
 
 def _store_customer_message(
-    conversation_id: uuid.UUID, client_id: str, text: str, prediction: Prediction | None, socket: str | None
+    conversation_id: uuid.UUID, client_id: str, text: str, routed: Routed | None, socket: str | None
 ) -> Posted:
     # The hot path of every routine answer: one SELECT, two INSERTs of messages, one UPDATE of the
     # conversation and one INSERT of both events (the article's answer comes from a cache).
     with transaction.atomic():
         conversation = _locked(conversation_id)
         events = _Events(conversation, socket)
-        if conversation.owner == Owner.HUMAN:
-            # The agent who owns the conversation answers it; the bot's opinion is not recorded.
+        if conversation.with_people:
+            # People answer it; the bot's opinion is neither asked nor recorded.
             Message.objects.create(conversation=conversation, role=Role.CUSTOMER, client_id=client_id, text=text)
             ack = events.add("ack", {"id": client_id, "text": text})
             events.save()
             _notify_staff(conversation.id, "customer_message")
             return Posted(ack, duplicate=False, events=(ack,))
+        if routed is None:
+            return Posted({}, duplicate=False, needs_routing=True)
         if conversation.owner == Owner.CLOSED:
             conversation.owner = Owner.BOT
             events.change("owner")
+        if routed.guess is not None and routed.guess.reliable and routed.language != conversation.language:
+            conversation.language = routed.language or ""
+            events.change("language")
 
-        answer_text, reason = _route(text, prediction)
+        route = routed.route
+        replies = _small_replies(routed) if route.answer else None
+        reason = route.reason
+        destination = route.destination
+        if route.answer and replies is None:
+            # The model was trained on an article since deleted: not an answer we can give.
+            reason = Reason.OUT_OF_SCOPE
+            destination = settings.TANDEM_ROUTES[reason]
+        prediction = routed.prediction
         message = Message.objects.create(
             conversation=conversation,
             role=Role.CUSTOMER,
@@ -250,65 +252,88 @@ def _store_customer_message(
             intent=prediction.intent if prediction else "",
             confidence=prediction.confidence if prediction else None,
             escalation_reason=reason or "",
+            destination=destination,
+            language=routed.language or "",
         )
         ack = events.add("ack", {"id": client_id, "text": text})
-        if reason is not None:
-            reply = _escalate(conversation, message, reason, events)
+        if replies is not None:
+            stored = tuple(_answer_small(conversation, message, replies, routed.input_tokens, events))
         else:
-            assert prediction is not None and answer_text is not None
-            reply = _answer_small(conversation, message, prediction, answer_text, events)
+            assert reason is not None
+            stored = (_escalate(conversation, message, Reason(reason), Destination(destination), events),)
         events.save()
-        return Posted(ack, duplicate=False, events=(ack, reply))
+        return Posted(ack, duplicate=False, events=(ack, *stored))
 
 
-def _route(text: str, prediction: Prediction | None) -> tuple[str | None, str | None]:
-    """(the article's answer, None) when the small tier answers; (None, the escalation reason) otherwise."""
-    if prediction is None:
-        return None, MODEL_UNAVAILABLE
-    decision: Decision = decide(text, prediction)
-    if not decision.answer:
-        assert decision.reason is not None
-        return None, decision.reason.value
-    answer = answers.answer_for(prediction.intent)
-    if answer is None:
-        # The model was trained on an article since deleted: not an answer we can give.
-        return None, Reason.OUT_OF_SCOPE.value
-    return answer, None
+def _small_replies(routed: Routed) -> list[tuple[str, float, str]] | None:
+    """(intent, confidence, answer text) for each part the small tier answers; None if one has no answer."""
+    replies = []
+    for reply in routed.route.replies:
+        text = answers.answer_for(reply.intent)
+        if text is None:
+            return None
+        replies.append((reply.intent, reply.confidence, text))
+    return replies
 
 
 def _answer_small(
-    conversation: Conversation, message: Message, prediction: Prediction, text: str, events: _Events
-) -> dict[str, Any]:
+    conversation: Conversation,
+    message: Message,
+    replies: list[tuple[str, float, str]],
+    input_tokens: int,
+    events: _Events,
+) -> list[dict[str, Any]]:
+    """One answer per part, in order; the encoder's tokens (and so the cost) are counted on the first."""
     model = settings.TANDEM_SMALL_MODEL_NAME
-    answer = Message.objects.create(
-        conversation=conversation,
-        role=Role.BOT,
-        tier=Tier.SMALL,
-        reply_to=message,
-        text=text,
-        intent=prediction.intent,
-        confidence=prediction.confidence,
-        model_name=model,
-        input_tokens=prediction.input_tokens,
-        cost_usd=costs.cost_usd(model, prediction.input_tokens, 0),
-    )
-    return events.add("answer", _answer_fields(answer))
+    stored = []
+    for number, (intent, confidence, text) in enumerate(replies, start=1):
+        tokens = input_tokens if number == 1 else 0
+        answer = Message.objects.create(
+            conversation=conversation,
+            role=Role.BOT,
+            tier=Tier.SMALL,
+            reply_to=message,
+            text=text,
+            intent=intent,
+            confidence=confidence,
+            model_name=model,
+            input_tokens=tokens,
+            cost_usd=costs.cost_usd(model, tokens, 0),
+        )
+        fields = _answer_fields(answer)
+        if len(replies) > 1:
+            fields.update(part=number, parts=len(replies))
+        stored.append(events.add("answer", fields))
+    return stored
 
 
-def _escalate(conversation: Conversation, message: Message, reason: str, events: _Events) -> dict[str, Any]:
-    """Hand the customer's (stored) message to the large model and the agents; the caller saves `events`."""
-    conversation.owner = Owner.PENDING
+def _escalate(
+    conversation: Conversation, message: Message, reason: Reason, destination: Destination, events: _Events
+) -> dict[str, Any]:
+    """Hand the customer's (stored) message to the large model or to people; the caller saves `events`."""
+    conversation.owner = Owner.PEOPLE if destination == Destination.PEOPLE else Owner.PENDING
     conversation.escalated_at = timezone.now()
     conversation.escalation_reason = reason
-    events.change("owner", "escalated_at", "escalation_reason")
-    event = events.add("escalated", {"reply_to": message.client_id, "reason": reason})
+    conversation.escalation_destination = destination
+    events.change("owner", "escalated_at", "escalation_reason", "escalation_destination")
+    event = events.add("escalated", _escalated_fields(message, reason, destination))
     _notify_staff(conversation.id, "escalated")
+    if destination == Destination.LARGE or reason in settings.TANDEM_PEOPLE_DRAFTS:
+        # For people, the large model writes a draft that only agents see.
+        from support.conversations.tasks import answer_with_large_model
 
-    from chatbot.tasks import answer_with_large_model
-
-    message_id = message.id
-    transaction.on_commit(lambda: answer_with_large_model.delay(message_id))
+        message_id = message.id
+        transaction.on_commit(lambda: answer_with_large_model.delay(message_id))
     return event
+
+
+def _escalated_fields(message: Message, reason: Reason, destination: Destination) -> dict[str, Any]:
+    return {
+        "reply_to": message.client_id,
+        "reason": reason.value,
+        "destination": destination.value,
+        "text": notices.escalated(reason, destination),
+    }
 
 
 # --- the large model ------------------------------------------------------------------------------------
@@ -322,20 +347,31 @@ def pending_large_answer(message_id: int) -> Message | None:
     return message
 
 
-def bot_may_reply(conversation_id: uuid.UUID) -> bool:
-    """False once an agent owns the conversation: only the owner speaks to the customer."""
-    return not Conversation.objects.filter(pk=conversation_id, owner=Owner.HUMAN).exists()
+def _deliverable(conversation: Conversation, message: Message) -> bool:
+    """Whether the large model's answer to `message` may reach the customer: only while the bot owns
+    the conversation, the message was not sent to people, and nothing since has sent it to people
+    (an agent's reply, or a later message routed to people) - otherwise it is a draft for agents."""
+    if conversation.owner not in (Owner.BOT, Owner.PENDING) or message.destination == Destination.PEOPLE:
+        return False
+    later = Message.objects.filter(conversation_id=conversation.pk, id__gt=message.id)
+    return not later.filter(Q(role=Role.AGENT) | Q(destination=Destination.PEOPLE)).exists()
+
+
+def bot_may_reply(message_id: int) -> bool:
+    """Whether the large model's answer to this message may be streamed to the customer now."""
+    message = Message.objects.select_related("conversation").get(pk=message_id)
+    return _deliverable(message.conversation, message)
 
 
 def store_large_answer(message_id: int, generation: Generation) -> Message | None:
-    """Store the large model's answer once. Sent to the customer unless an agent has taken over, in
-    which case it stays a draft for the agent. Returns None when an answer was already stored."""
+    """Store the large model's answer once: sent to the customer when it still may be (`_deliverable`),
+    otherwise kept as a draft for the agents. Returns None when an answer was already stored."""
     with transaction.atomic():
         message = Message.objects.select_related("conversation").get(pk=message_id)
         conversation = _locked(message.conversation_id)
         if Message.objects.filter(reply_to=message, tier=Tier.LARGE).exists():
             return None
-        deliver = conversation.owner != Owner.HUMAN
+        deliver = _deliverable(conversation, message)
         answer = Message.objects.create(
             conversation=conversation,
             role=Role.BOT,
@@ -349,24 +385,35 @@ def store_large_answer(message_id: int, generation: Generation) -> Message | Non
             delivered=deliver,
         )
         if deliver:
-            _append_event(conversation, "answer", _answer_fields(answer))
+            events = _Events(conversation)
+            events.add("answer", _answer_fields(answer))
             if conversation.owner == Owner.PENDING:
                 conversation.owner = Owner.BOT
-                conversation.save(update_fields=["owner", "updated_at"])
+                events.change("owner")
+            events.save()
         _notify_staff(conversation.id, "draft" if not deliver else "large_answer")
         return answer
 
 
 def large_answer_failed(message_id: int, error: str) -> None:
-    """The large model gave up for good: say so, and leave the conversation to the agents."""
+    """The large model gave up for good. A customer waiting for it is told, and the conversation goes to
+    people; a draft that failed only leaves the agents without it."""
     with transaction.atomic():
         message = Message.objects.get(pk=message_id)
         conversation = _locked(message.conversation_id)
         logger.error("Large model failed for message %s: %s", message_id, error)
+        if not _deliverable(conversation, message):
+            _notify_staff(conversation.id, "draft_failed")
+            return
+        reason, destination = Reason.LARGE_MODEL_FAILED, Destination.PEOPLE
+        conversation.owner = Owner.PEOPLE
         conversation.escalated_at = conversation.escalated_at or timezone.now()
-        conversation.escalation_reason = LARGE_MODEL_FAILED
-        conversation.save(update_fields=["escalated_at", "escalation_reason", "updated_at"])
-        _append_event(conversation, "escalated", {"reply_to": message.client_id, "reason": LARGE_MODEL_FAILED})
+        conversation.escalation_reason = reason
+        conversation.escalation_destination = destination
+        events = _Events(conversation)
+        events.change("owner", "escalated_at", "escalation_reason", "escalation_destination")
+        events.add("escalated", _escalated_fields(message, reason, destination))
+        events.save()
         _notify_staff(conversation.id, "escalated")
 
 

@@ -11,8 +11,10 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from chatbot.policy import Thresholds
+from chatbot.routing import Incoming, Routed, unavailable
 from chatbot.small import batching
-from chatbot.small.model import ModelNotTrained, Prediction
+from chatbot.small.model import ModelNotTrained
 from support.conversations import actions, broadcast
 from support.conversations.protocol import FrameError, error_frame, parse_after, parse_client_frame, session_frame
 
@@ -58,13 +60,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except FrameError as error:
             await self._send(error_frame(error.code, error.message, error.client_id))
             return
-        try:
-            prediction: Prediction | None = await batching.predict(frame.text)
-        except ModelNotTrained:
-            prediction = None
-        posted = await database_sync_to_async(actions.post_customer_message)(
-            self.conversation_id, frame.client_id, frame.text, prediction, self.channel_name
-        )
+        context = await database_sync_to_async(actions.routing_context)(self.conversation_id)
+        # Classified only while the bot answers this conversation (people answer it otherwise).
+        routed = await self._route(frame.text, context.language) if context.bot_answers else None
+        post = database_sync_to_async(actions.post_customer_message)
+        posted = await post(self.conversation_id, frame.client_id, frame.text, routed, self.channel_name)
+        if posted.needs_routing:
+            # An agent handed the conversation back in between: the bot answers after all.
+            routed = await self._route(frame.text, context.language)
+            posted = await post(self.conversation_id, frame.client_id, frame.text, routed, self.channel_name)
         if posted.duplicate:
             # Only this socket asked again; the stored ack is not a new event for the others.
             await self._send(posted.ack)
@@ -72,6 +76,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # the conversation's other sockets (other tabs) only.
         for frame in posted.events:
             await self._deliver(frame)
+
+    async def _route(self, text: str, language: str | None) -> Routed:
+        try:
+            return await batching.route(Incoming(text, language))
+        except ModelNotTrained:
+            return unavailable(Thresholds.current())
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         await self._deliver(event["frame"])

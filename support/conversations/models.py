@@ -10,8 +10,11 @@ from django.db import models
 
 class Owner(models.TextChoices):
     BOT = "bot", "Bot"
-    # Waiting for the large model or an agent.
+    # Waiting for the large model.
     PENDING = "pending", "Pending"
+    # Sent to people (routed there, or the large model failed): waiting for an agent to take it. No
+    # bot answers the customer until an agent hands the conversation back.
+    PEOPLE = "people", "Waiting for an agent"
     HUMAN = "human", "Agent"
     CLOSED = "closed", "Closed"
 
@@ -39,6 +42,10 @@ class Conversation(models.Model):
     # Set while an escalation waits for review; cleared when an agent replies or closes it.
     escalated_at = models.DateTimeField(null=True, blank=True, db_index=True)
     escalation_reason = models.CharField(max_length=32, blank=True)
+    # Where that escalation went: "large" or "people" (chatbot.routes.Destination).
+    escalation_destination = models.CharField(max_length=16, blank=True)
+    # The language the customer writes in (ISO 639-1), from the last message long enough to tell.
+    language = models.CharField(max_length=8, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -47,6 +54,11 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return f"Conversation {self.id}"
+
+    @property
+    def with_people(self) -> bool:
+        """People own the conversation (an agent, or the queue waiting for one): no bot answers."""
+        return self.owner in (Owner.PEOPLE, Owner.HUMAN)
 
 
 class Message(models.Model):
@@ -66,6 +78,11 @@ class Message(models.Model):
     intent = models.CharField(max_length=100, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     escalation_reason = models.CharField(max_length=32, blank=True)
+    # Where the router sent it: "small", "large" or "people" (blank: it waited for the agent who owned
+    # the conversation, unrouted).
+    destination = models.CharField(max_length=16, blank=True)
+    # The language it was taken to be in (ISO 639-1).
+    language = models.CharField(max_length=8, blank=True)
     # Costs: tokens read and written by the model that produced (or classified) this message.
     model_name = models.CharField(max_length=200, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)

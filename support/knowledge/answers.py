@@ -12,6 +12,7 @@ import time
 
 from django.db import transaction
 
+from chatbot.smalltalk import builtin_answer
 from support.knowledge.models import Article
 
 CACHE_SECONDS = 5.0
@@ -21,12 +22,15 @@ _cache: dict[str, tuple[float, str | None]] = {}
 
 
 def answer_for(slug: str) -> str | None:
-    """The answer of the article with this slug, or None if there is none."""
+    """The answer of the article with this slug (or of the built-in small talk), or None if there is none."""
     now = time.monotonic()
     cached = _cache.get(slug)
     if cached is not None and now - cached[0] < CACHE_SECONDS:
         return cached[1]
     answer = Article.objects.filter(slug=slug).values_list("answer", flat=True).first()
+    if answer is None:
+        # Built-in small talk, unless the knowledge base has an article of that slug.
+        answer = builtin_answer(slug)
     with _lock:
         _cache[slug] = (now, answer)
     return answer

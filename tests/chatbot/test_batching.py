@@ -1,4 +1,4 @@
-"""Concurrent classifications share batches, and each caller gets its own answer."""
+"""Concurrent routings share batches, and each caller gets its own verdict."""
 
 from __future__ import annotations
 
@@ -7,31 +7,35 @@ import time
 
 import pytest
 
+from chatbot.policy import Reply, Route
+from chatbot.routes import Destination
+from chatbot.routing import Incoming, Routed
 from chatbot.small import batching
-from chatbot.small.model import Prediction
 
 
-def fake_predict_many(batches: list[list[str]]):  # type: ignore[no-untyped-def]
-    def predict_many(texts: list[str]) -> list[Prediction]:
-        batches.append(texts)
+def answered(text: str) -> Routed:
+    return Routed(Route(Destination.SMALL, None, (Reply(f"intent-of-{text}", 0.9),)), None, "en", None, 3)
+
+
+def fake_route_many(batches: list[list[str]]):  # type: ignore[no-untyped-def]
+    def route_many(messages: list[Incoming]) -> list[Routed]:
+        batches.append([message.text for message in messages])
         time.sleep(0.01)  # like a forward pass: later arrivals queue up meanwhile
-        return [
-            Prediction(intent=f"intent-of-{text}", confidence=0.9, similarity=0.8, input_tokens=3) for text in texts
-        ]
+        return [answered(message.text) for message in messages]
 
-    return predict_many
+    return route_many
 
 
 def test_concurrent_requests_are_batched_and_answered_in_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     batches: list[list[str]] = []
-    monkeypatch.setattr(batching, "_predict_many", fake_predict_many(batches))
+    monkeypatch.setattr(batching, "_route_many", fake_route_many(batches))
 
-    async def scenario() -> list[Prediction]:
+    async def scenario() -> list[Routed]:
         batcher = batching.MicroBatcher(max_batch=8, max_wait=0.005)
-        return await asyncio.gather(*(batcher.predict(f"q{i}") for i in range(20)))
+        return await asyncio.gather(*(batcher.route(Incoming(f"q{i}")) for i in range(20)))
 
     results = asyncio.run(scenario())
-    assert [r.intent for r in results] == [f"intent-of-q{i}" for i in range(20)]
+    assert [r.route.replies[0].intent for r in results] == [f"intent-of-q{i}" for i in range(20)]
     assert sorted(text for batch in batches for text in batch) == sorted(f"q{i}" for i in range(20))
     assert max(len(batch) for batch in batches) == 8
     assert len(batches) <= 4
@@ -42,19 +46,19 @@ def test_a_failing_batch_fails_every_waiting_caller_and_the_next_batch_still_run
 ) -> None:
     calls = {"n": 0}
 
-    def flaky(texts: list[str]) -> list[Prediction]:
+    def flaky(messages: list[Incoming]) -> list[Routed]:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("encoder crashed")
-        return [Prediction("ok", 1.0, 1.0, 1) for _ in texts]
+        return [answered("ok") for _ in messages]
 
-    monkeypatch.setattr(batching, "_predict_many", flaky)
+    monkeypatch.setattr(batching, "_route_many", flaky)
 
-    async def scenario() -> tuple[list[Prediction | BaseException], Prediction]:
+    async def scenario() -> tuple[list[Routed | BaseException], Routed]:
         batcher = batching.MicroBatcher(max_batch=8, max_wait=0.01)
-        first = await asyncio.gather(*(batcher.predict(str(i)) for i in range(3)), return_exceptions=True)
-        return first, await batcher.predict("again")
+        first = await asyncio.gather(*(batcher.route(Incoming(str(i))) for i in range(3)), return_exceptions=True)
+        return first, await batcher.route(Incoming("again"))
 
     first, again = asyncio.run(scenario())
     assert all(isinstance(result, RuntimeError) for result in first)
-    assert again.intent == "ok"
+    assert again.route.replies[0].intent == "intent-of-ok"

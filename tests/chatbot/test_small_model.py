@@ -11,6 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from chatbot.small import model as small_model
+from chatbot.smalltalk import with_small_talk
 from tests.conftest import demo_examples
 
 
@@ -34,8 +35,9 @@ def test_an_unrelated_question_is_far_from_every_example(small_model_dir: Path) 
 def test_the_artefact_records_where_it_came_from(small_model_dir: Path) -> None:
     meta = small_model.current_meta(small_model_dir)
     assert meta is not None
-    assert meta["data_fingerprint"] == small_model.fingerprint(demo_examples())
-    assert meta["intents"] >= 40 and meta["examples"] == len(demo_examples())
+    # The knowledge base's examples and the built-in small talk every model knows.
+    assert meta["data_fingerprint"] == small_model.fingerprint(with_small_talk(demo_examples()))
+    assert meta["intents"] >= 40 and meta["examples"] == len(demo_examples()) + meta["small_talk_examples"]
     assert 0.5 < meta["metrics"]["holdout_accuracy"] <= 1.0
     assert (small_model_dir / meta["version"] / "weights.npz").exists()
 
@@ -49,7 +51,8 @@ def test_a_newly_trained_model_is_picked_up_without_a_restart(
     before = small_model.get_small_model()
     assert before.predict("How do I reset my password?").intent == "reset-password"
 
-    # A tiny model that only knows two intents replaces it.
+    # A tiny model that only knows two intents (and no small talk) replaces it.
+    settings.TANDEM_SMALL_TALK_DISABLED = ["all"]
     small_model.train(
         [
             ("hello there", "greeting"),
@@ -72,7 +75,7 @@ def test_the_session_model_is_fine_tuned_and_calibrated_on_unseen_rows(small_mod
     folder = small_model_dir / meta["version"]
     assert (folder / "encoder" / "model.safetensors").exists() and list(folder.glob("encoder-*.onnx"))
     # One example per intent at least was kept out of training to choose the thresholds on.
-    assert meta["fine_tune"]["calibration_rows"] >= meta["intents"] == meta["metrics"]["holdout_rows"]
+    assert meta["fine_tune"]["calibration_rows"] == meta["metrics"]["holdout_rows"] >= meta["intents"]
     assert "calibration" in meta["policy"]["chosen_by"]
     model = small_model.get_small_model()
     assert model.encoder.path == folder / "encoder"
@@ -113,14 +116,16 @@ def test_training_keeps_only_the_newest_models(tmp_path: Path, settings, small_m
     assert small_model.current_version(tmp_path) == folders[2].name
 
 
-def test_with_one_example_an_intent_the_encoder_stays_frozen(tmp_path: Path, small_model_dir: Path) -> None:
+def test_with_one_example_an_intent_the_encoder_stays_frozen(tmp_path: Path, small_model_dir: Path, settings) -> None:
+    settings.TANDEM_SMALL_TALK_DISABLED = ["all"]
     folder = small_model.train([("hello there", "greet"), ("goodbye now", "leave")], tmp_path, epochs=2)
     meta = small_model.current_meta(tmp_path)
     assert meta is not None and meta["fine_tune"] is None and not (folder / "encoder").exists()
     assert "5 folds" in meta["policy"]["chosen_by"]
 
 
-def test_training_needs_two_intents(tmp_path: Path, small_model_dir: Path) -> None:
+def test_training_needs_two_intents(tmp_path: Path, small_model_dir: Path, settings) -> None:
+    settings.TANDEM_SMALL_TALK_DISABLED = ["all"]
     with pytest.raises(ValueError):
         small_model.train([("a", "x"), ("b", "x")], tmp_path)
 
@@ -141,12 +146,14 @@ def test_the_train_command_reads_a_csv_and_rejects_a_bad_one(tmp_path: Path, set
     good.write_text("text,label\nhello,greet\nhi there,greet\nbye,leave\nsee you,leave\nhey,greet\nciao,leave\n")
     call_command("train_small_model", "--csv", str(good))
     meta = small_model.current_meta(tmp_path / "models")
-    assert meta is not None and meta["intents"] == 2 and meta["examples"] == 6
+    # The two intents of the file, and the built-in small talk every model knows.
+    assert meta is not None and meta["intents"] == 2 + meta["small_talk_intents"] and meta["small_talk_intents"] > 5
+    assert meta["examples"] == 6 + meta["small_talk_examples"]
     bad = tmp_path / "bad.csv"
     bad.write_text("sentence,intent\nhello,greet\n")
     with pytest.raises(CommandError, match="text,label"):
         call_command("train_small_model", "--csv", str(bad))
-    assert json.loads((tmp_path / "models" / meta["version"] / "meta.json").read_text())["intents"] == 2
+    assert json.loads((tmp_path / "models" / meta["version"] / "meta.json").read_text())["version"] == meta["version"]
 
 
 def test_both_runtimes_compute_the_same_embeddings(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ import pytest
 from django.contrib.auth.models import User
 
 from chatbot.llm.base import Generation
+from chatbot.routing import Incoming, Routed, route_many
 from chatbot.small.model import get_small_model
 from support.conversations import actions
 from support.conversations.models import Conversation, Event, Message, Owner, Tier
+from tests.conftest import post_as_server
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +34,7 @@ def sent() -> Iterator[list[dict]]:
 
 @pytest.fixture
 def enqueued() -> Iterator[mock.MagicMock]:
-    with mock.patch("chatbot.tasks.answer_with_large_model.delay") as delay:
+    with mock.patch("support.conversations.tasks.answer_with_large_model.delay") as delay:
         yield delay
 
 
@@ -43,7 +45,11 @@ def conversation(knowledge_base: None, small_model_dir: object) -> Conversation:
 
 
 def post(conversation: Conversation, client_id: str, text: str) -> actions.Posted:
-    return actions.post_customer_message(conversation.id, client_id, text)
+    return post_as_server(conversation.id, client_id, text)
+
+
+def routed(text: str) -> Routed:
+    return route_many(get_small_model(), [Incoming(text)])[0]
 
 
 def test_a_routine_question_is_answered_by_the_small_model(
@@ -67,11 +73,11 @@ def test_a_routine_answer_takes_one_select_three_inserts_and_one_update(
 ) -> None:
     question = "How do I reset my password?"
     post(conversation, "m0", question)  # the article's answer is cached from here on
-    # As the server calls it, classified beforehand. The transaction's start and end (a savepoint in a
+    # As the server calls it, routed beforehand. The transaction's start and end (a savepoint in a
     # test), the locked conversation, the two messages, last_seq, and both events in one INSERT.
-    prediction = get_small_model().predict(question)
+    verdict = routed(question)
     with django_assert_num_queries(7):
-        posted = actions.post_customer_message(conversation.id, "m1", question, prediction, "socket-1")
+        posted = actions.post_customer_message(conversation.id, "m1", question, verdict, "socket-1")
     assert [event["type"] for event in posted.events] == ["ack", "answer"]
     assert list(Event.objects.filter(conversation=conversation).values_list("seq", flat=True)) == [1, 2, 3, 4]
     conversation.refresh_from_db()
@@ -108,9 +114,17 @@ def test_an_escalation_is_recorded_and_the_large_model_is_queued_after_commit(
     message = Message.objects.get(client_id="m1")
     enqueued.assert_called_once_with(message.id)
     assert message.escalation_reason in {"out_of_scope", "low_confidence"}
-    assert sent[-1] == {"type": "escalated", "seq": 2, "reply_to": "m1", "reason": message.escalation_reason}
+    assert sent[-1] == {
+        "type": "escalated",
+        "seq": 2,
+        "reply_to": "m1",
+        "reason": message.escalation_reason,
+        "destination": "large",
+        "text": "Let me look into that for you.",
+    }
     conversation.refresh_from_db()
     assert conversation.owner == Owner.PENDING and conversation.escalated_at is not None
+    assert message.destination == "large" and conversation.escalation_destination == "large"
 
 
 def test_the_escalated_event_is_sent_before_the_large_model_is_queued(
@@ -123,10 +137,12 @@ def test_the_escalated_event_is_sent_before_the_large_model_is_queued(
             side_effect=lambda _id, *frames, skip=None: order.extend(frame["type"] for frame in frames),
         ),
         mock.patch("support.conversations.broadcast.send_to_staff", side_effect=lambda _: order.append("staff")),
-        mock.patch("chatbot.tasks.answer_with_large_model.delay", side_effect=lambda _: order.append("queued")),
+        mock.patch(
+            "support.conversations.tasks.answer_with_large_model.delay", side_effect=lambda _: order.append("queued")
+        ),
         django_capture_on_commit_callbacks(execute=True),
     ):
-        post(conversation, "m1", "can I speak to a human please")
+        post(conversation, "m1", "what is the airspeed velocity of an unladen swallow")
     assert order == ["ack", "escalated", "staff", "queued"]
 
 
@@ -137,11 +153,60 @@ def test_the_escalated_event_is_sent_before_the_large_model_is_queued(
         ("someone used my card for a purchase I never made", "sensitive"),
     ],
 )
-def test_people_and_sensitive_topics_always_escalate(
+def test_people_and_sensitive_topics_go_to_people(
     conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock, text: str, reason: str
 ) -> None:
-    post(conversation, "m1", text)
-    assert Message.objects.get(client_id="m1").escalation_reason == reason
+    escalated = post(conversation, "m1", text).events[-1]
+    message = Message.objects.get(client_id="m1")
+    assert (message.escalation_reason, message.destination) == (reason, "people")
+    assert escalated["destination"] == "people" and "member of our team" in escalated["text"]
+    conversation.refresh_from_db()
+    assert conversation.owner == Owner.PEOPLE
+
+
+def test_a_conversation_sent_to_people_gets_no_bot_answer_until_an_agent_hands_it_back(
+    conversation: Conversation, agent: User, sent: list[dict], enqueued: mock.MagicMock
+) -> None:
+    post(conversation, "m1", "can I speak to a human please")
+    post(conversation, "m2", "How do I reset my password?")
+    assert not Message.objects.filter(role="bot").exists()
+    assert Message.objects.get(client_id="m2").destination == ""  # not even classified
+    assert [e["type"] for e in actions.events_after(conversation.id, 0)] == ["ack", "escalated", "ack"]
+    actions.hand_back(conversation.id, agent)
+    post(conversation, "m3", "How do I reset my password?")
+    assert Message.objects.filter(tier=Tier.SMALL).count() == 1
+
+
+def test_a_large_answer_in_flight_when_the_customer_asks_for_a_person_becomes_a_draft(
+    conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock
+) -> None:
+    post(conversation, "m1", "what is the airspeed velocity of an unladen swallow")
+    first = Message.objects.get(client_id="m1")
+    assert first.destination == "large"
+    assert actions.bot_may_reply(first.id)
+    post(conversation, "m2", "I want to talk to a human agent please")
+    assert not actions.bot_may_reply(first.id)
+    late = actions.store_large_answer(first.id, Generation("About 11 m/s.", 300, 9, "SmolLM2-135M-Instruct"))
+    assert late is not None and not late.delivered
+    assert [e["type"] for e in actions.events_after(conversation.id, 0)] == ["ack", "escalated", "ack", "escalated"]
+
+
+def test_a_sensitive_topic_gets_a_large_model_draft_but_a_request_for_a_person_does_not(
+    conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        post(conversation, "m1", "someone used my card for a purchase I never made")
+    enqueued.assert_called_once_with(Message.objects.get(client_id="m1").id)
+    draft = actions.store_large_answer(
+        Message.objects.get(client_id="m1").id, Generation("Draft.", 10, 2, "SmolLM2-135M-Instruct")
+    )
+    assert draft is not None and not draft.delivered
+
+    other = Conversation.objects.get(pk=actions.open_session(None).conversation_id)
+    enqueued.reset_mock()
+    with django_capture_on_commit_callbacks(execute=True):
+        post(other, "m1", "can I speak to a human please")
+    enqueued.assert_not_called()
 
 
 def test_a_repeated_client_id_returns_the_stored_ack_and_does_nothing_else(
@@ -157,10 +222,10 @@ def test_a_repeated_client_id_returns_the_stored_ack_and_does_nothing_else(
 def test_a_repeated_client_id_from_the_server_path_is_caught_by_the_constraint(
     conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock
 ) -> None:
-    # The server classifies first and passes the prediction; no lookup precedes the insert.
-    prediction = get_small_model().predict("How do I reset my password?")
-    first = actions.post_customer_message(conversation.id, "m1", "How do I reset my password?", prediction)
-    again = actions.post_customer_message(conversation.id, "m1", "How do I reset my password?", prediction)
+    # The server routes first and passes the verdict; no lookup precedes the insert.
+    verdict = routed("How do I reset my password?")
+    first = actions.post_customer_message(conversation.id, "m1", "How do I reset my password?", verdict)
+    again = actions.post_customer_message(conversation.id, "m1", "How do I reset my password?", verdict)
     assert not first.duplicate and [event["type"] for event in first.events] == ["ack", "answer"]
     assert again.duplicate and again.ack == first.ack and again.events == ()
     assert Message.objects.filter(client_id="m1").count() == 1
@@ -244,9 +309,10 @@ def test_a_failed_large_model_leaves_the_question_with_the_agents(
 ) -> None:
     post(conversation, "m1", "what is the airspeed velocity of an unladen swallow")
     actions.large_answer_failed(Message.objects.get(client_id="m1").id, "server down")
-    assert actions.events_after(conversation.id, 2)[0]["reason"] == "large_model_failed"
+    event = actions.events_after(conversation.id, 2)[0]
+    assert (event["reason"], event["destination"]) == ("large_model_failed", "people")
     conversation.refresh_from_db()
-    assert conversation.escalated_at is not None
+    assert conversation.escalated_at is not None and conversation.owner == Owner.PEOPLE
 
 
 def test_without_a_trained_model_every_message_escalates(
@@ -255,5 +321,5 @@ def test_without_a_trained_model_every_message_escalates(
     settings.TANDEM_SMALL_MODEL_DIR = tmp_path
     with mock.patch("chatbot.small.model._loaded", None):
         session = actions.open_session(None)
-        actions.post_customer_message(session.conversation_id, "m1", "How do I reset my password?")
+        post_as_server(session.conversation_id, "m1", "How do I reset my password?")
     assert Message.objects.get(client_id="m1").escalation_reason == "model_unavailable"

@@ -57,7 +57,8 @@ def test_an_agent_reply_reaches_the_customer_live(stack: Stack, visitor: ChatCli
     visitor.ask("h1", "I want to talk to a real person please")
     visitor.next_frame()
     escalated = visitor.next_frame()
-    assert escalated == {"type": "escalated", "seq": 2, "reply_to": "h1", "reason": "human_requested"}
+    assert escalated["reason"] == "human_requested" and escalated["destination"] == "people"
+    assert (escalated["seq"], escalated["reply_to"]) == (2, "h1") and "member of our team" in escalated["text"]
 
     conversation = visitor.session["conversation"]
     queue = agent_http.get("/review/")

@@ -10,6 +10,7 @@ from django.test import Client
 
 from support.conversations import actions
 from support.conversations.models import Conversation, Message, Owner, Tier
+from tests.conftest import post_as_server
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,7 @@ def quiet_broadcasts():
     with (
         mock.patch("support.conversations.broadcast.send_to_conversation"),
         mock.patch("support.conversations.broadcast.send_to_staff"),
-        mock.patch("chatbot.tasks.answer_with_large_model.delay"),
+        mock.patch("support.conversations.tasks.answer_with_large_model.delay"),
     ):
         yield
 
@@ -27,7 +28,7 @@ def quiet_broadcasts():
 @pytest.fixture
 def escalated(knowledge_base: None, small_model_dir: object) -> Conversation:
     session = actions.open_session(None)
-    actions.post_customer_message(session.conversation_id, "m1", "Can I speak to a human please?")
+    post_as_server(session.conversation_id, "m1", "Can I speak to a human please?")
     return Conversation.objects.get(pk=session.conversation_id)
 
 

@@ -12,13 +12,24 @@ from chatbot.small.encoder import get_encoder
 
 class Command(BaseCommand):
     help = (
-        "Train the small model on TRAIN, run the live routing policy on TEST, and print the figures as JSON "
-        "(last line). Test rows labelled `oos` or with no label are out of scope and should be escalated."
+        "Train the small model on TRAIN (or load one with --model), route the TEST rows with the live routing "
+        "code, and print a confusion table of expected against actual destination, the share of each kind of "
+        "label handled rightly, and the figures as JSON (last line). Test labels: an intent slug, slugs joined "
+        "by + (a multi-part message), oos or empty (escalate), small_talk, route:<destination>, reason:<reason>."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--train", type=Path, required=True, help="CSV with columns text,label")
-        parser.add_argument("--test", type=Path, required=True, help="CSV with columns text,label")
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--train", type=Path, help="CSV with columns text,label: train on it first")
+        source.add_argument(
+            "--model",
+            type=Path,
+            metavar="DIR",
+            help="evaluate a saved model (a folder written by --save-model, or one artefact) without training",
+        )
+        parser.add_argument(
+            "--test", type=Path, required=True, help="CSV with columns text,label (and optionally group)"
+        )
         parser.add_argument("--plot", type=Path, help="draw the risk-coverage curve into this PNG file")
         parser.add_argument(
             "--hold-out-intents",
@@ -42,23 +53,33 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            train = evaluation.read_labelled_csv(options["train"])
-            test = evaluation.read_labelled_csv(options["test"])
+            test = evaluation.read_test_csv(options["test"])
             held: list[str] = []
-            if options["hold_out_intents"]:
-                train, test, held = evaluation.hold_out_intents(
-                    train, test, options["hold_out_intents"], options["seed"]
+            if options["model"] is not None:
+                if options["hold_out_intents"] or options["save_model"] or options["epochs"] is not None:
+                    raise evaluation.DataError("--hold-out-intents, --epochs and --save-model need --train")
+                model = evaluation.load_model(options["model"], get_encoder())
+                report = {"model": str(model.folder), **evaluation.evaluate_model(model, test)}
+            else:
+                train = evaluation.read_labelled_csv(options["train"])
+                if options["hold_out_intents"]:
+                    train, relabelled, held = evaluation.hold_out_intents(
+                        train, [(row.text, row.label) for row in test], options["hold_out_intents"], options["seed"]
+                    )
+                    test = [
+                        evaluation.Row(text, label, row.group)
+                        for (text, label), row in zip(relabelled, test, strict=True)
+                    ]
+                if options["epochs"] is not None and options["epochs"] < 0:
+                    raise evaluation.DataError("--epochs cannot be negative")
+                report = evaluation.evaluate(
+                    train,
+                    test,
+                    get_encoder(),
+                    options["epochs"],
+                    progress=lambda line: self.stderr.write(line),
+                    model_dir=options["save_model"],
                 )
-            if options["epochs"] is not None and options["epochs"] < 0:
-                raise evaluation.DataError("--epochs cannot be negative")
-            report = evaluation.evaluate(
-                train,
-                test,
-                get_encoder(),
-                options["epochs"],
-                progress=lambda line: self.stderr.write(line),
-                model_dir=options["save_model"],
-            )
         except evaluation.DataError as exc:
             raise CommandError(str(exc)) from None
         if held:
@@ -66,4 +87,8 @@ class Command(BaseCommand):
         if options["plot"]:
             evaluation.plot_risk_coverage(report, options["plot"])
             self.stderr.write(f"Risk-coverage curve written to {options['plot']}")
+        self.stdout.write(evaluation.confusion_table(report))
+        self.stdout.write("")
+        self.stdout.write(evaluation.labels_table(report))
+        self.stdout.write("")
         self.stdout.write(json.dumps(report))

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chatbot.small import evaluation
 from chatbot.small import model as small_model
+from chatbot.smalltalk import with_small_talk
 from support.knowledge.loader import training_examples
 
 
@@ -35,7 +36,11 @@ class Command(BaseCommand):
         if not examples:
             raise CommandError("no training examples: load a knowledge base first (python manage.py load_knowledge)")
         meta = small_model.current_meta()
-        if options["if_needed"] and meta and meta.get("data_fingerprint") == small_model.fingerprint(examples):
+        if (
+            options["if_needed"]
+            and meta
+            and meta.get("data_fingerprint") == small_model.fingerprint(with_small_talk(examples))
+        ):
             self.stdout.write(f"The small model {meta['version']} is up to date.")
             return
         if options["epochs"] is not None and options["epochs"] < 0:

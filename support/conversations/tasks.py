@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from chatbot import prompts
 from chatbot.llm import LLMError, get_backend
-from support.conversations import actions, broadcast
+from support.conversations import actions, broadcast, prompts
 from support.conversations.protocol import token_frame
 
 logger = logging.getLogger(__name__)
@@ -21,17 +19,18 @@ OWNER_CHECK_SECONDS = 1.0
 
 
 class _StreamGate:
-    """An agent may take over while the model writes: from then on the text is only a draft for the
-    agent, and the customer stops receiving it. Ownership is re-read at most once a second."""
+    """The customer sees the answer as it is written only while it may still be delivered to them
+    (actions.bot_may_reply): an agent may take over, or a later message go to people, while the model
+    writes; from then on the text is only a draft for the agents. Re-checked at most once a second."""
 
-    def __init__(self, conversation_id: uuid.UUID) -> None:
-        self.conversation_id = conversation_id
-        self.allowed = actions.bot_may_reply(conversation_id)
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
+        self.allowed = actions.bot_may_reply(message_id)
         self.checked = time.monotonic()
 
     def open(self) -> bool:
         if self.allowed and time.monotonic() - self.checked >= OWNER_CHECK_SECONDS:
-            self.allowed = actions.bot_may_reply(self.conversation_id)
+            self.allowed = actions.bot_may_reply(self.message_id)
             self.checked = time.monotonic()
         return self.allowed
 
@@ -50,7 +49,7 @@ def answer_with_large_model(self, message_id: int) -> None:  # type: ignore[no-u
         logger.info("Message %s already has a large-model answer (or is gone): nothing to do", message_id)
         return
     conversation_id, reply_to = message.conversation_id, message.client_id
-    gate = _StreamGate(conversation_id)
+    gate = _StreamGate(message_id)
 
     def stream(delta: str) -> None:
         if gate.open():

@@ -10,12 +10,12 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from chatbot import prompts
 from chatbot.llm import LLMError, reset_backend
 from chatbot.llm.base import Generation
-from chatbot.tasks import answer_with_large_model
-from support.conversations import actions
+from support.conversations import actions, prompts
 from support.conversations.models import Message, Tier
+from support.conversations.tasks import answer_with_large_model
+from tests.conftest import post_as_server
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ class FakeBackend:
 
 @pytest.fixture
 def backend(settings) -> Iterator[type[FakeBackend]]:
-    settings.TANDEM_LLM_BACKEND = "tests.chatbot.test_tasks.FakeBackend"
+    settings.TANDEM_LLM_BACKEND = "tests.conversations.test_tasks.FakeBackend"
     settings.TANDEM_LLM_OPTIONS = {}
     settings.TANDEM_PRICES = {**settings.TANDEM_PRICES, "fake-llm": {"input": 1.0, "output": 2.0}}
     FakeBackend.calls, FakeBackend.failures_left, FakeBackend.before_token = [], 0, staticmethod(lambda: None)
@@ -66,7 +66,7 @@ def frames() -> Iterator[list[dict[str, Any]]]:
             side_effect=lambda _id, *frames, skip=None: sent.extend(frames),
         ),
         mock.patch("support.conversations.broadcast.send_to_staff"),
-        mock.patch("chatbot.tasks.answer_with_large_model.delay"),
+        mock.patch("support.conversations.tasks.answer_with_large_model.delay"),
     ):
         yield sent
 
@@ -74,7 +74,7 @@ def frames() -> Iterator[list[dict[str, Any]]]:
 @pytest.fixture
 def escalated_message(knowledge_base: None, small_model_dir: object, frames: list) -> Message:
     session = actions.open_session(None)
-    actions.post_customer_message(session.conversation_id, "q1", "Can I return a sofa my cat scratched?")
+    post_as_server(session.conversation_id, "q1", "Can I return a sofa my cat scratched?")
     return Message.objects.get(client_id="q1")
 
 
@@ -104,7 +104,7 @@ def test_a_redelivered_task_does_nothing(backend: type[FakeBackend], escalated_m
 
 def test_a_failing_model_is_retried(backend: type[FakeBackend], escalated_message: Message) -> None:
     backend.failures_left = 2
-    with mock.patch("chatbot.tasks.answer_with_large_model.retry", side_effect=_retry_now):
+    with mock.patch("support.conversations.tasks.answer_with_large_model.retry", side_effect=_retry_now):
         answer_with_large_model.apply(args=[escalated_message.id])
     assert len(backend.calls) == 3
     assert Message.objects.filter(tier=Tier.LARGE).count() == 1
@@ -114,7 +114,7 @@ def test_a_model_that_keeps_failing_hands_the_question_to_agents(
     backend: type[FakeBackend], escalated_message: Message
 ) -> None:
     backend.failures_left = 99
-    with mock.patch("chatbot.tasks.answer_with_large_model.retry", side_effect=_retry_now):
+    with mock.patch("support.conversations.tasks.answer_with_large_model.retry", side_effect=_retry_now):
         answer_with_large_model.apply(args=[escalated_message.id])
     assert len(backend.calls) == 4  # the first try and three retries
     last = actions.events_after(escalated_message.conversation_id, 0)[-1]
@@ -125,7 +125,7 @@ def test_a_model_that_keeps_failing_hands_the_question_to_agents(
 def test_once_an_agent_takes_over_the_customer_stops_receiving_tokens(
     backend: type[FakeBackend], escalated_message: Message, frames: list[dict[str, Any]], agent: User, monkeypatch
 ) -> None:
-    monkeypatch.setattr("chatbot.tasks.OWNER_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr("support.conversations.tasks.OWNER_CHECK_SECONDS", 0.0)
     taken: list[bool] = []
 
     def take_over_after_two_tokens() -> None:

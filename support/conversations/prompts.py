@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.conf.locale import LANG_INFO
 
 from chatbot.small.model import get_small_model
 from support.conversations.models import Message, Role
@@ -11,9 +12,10 @@ from support.knowledge.models import Article
 SYSTEM = (
     "You are the customer-support assistant of {company}. Answer the customer's last message in two or "
     "three friendly sentences, using only the knowledge-base articles below. If they do not answer it, "
-    "say that you are passing the question to a colleague, and do not invent facts.\n\n"
+    "say that you are passing the question to a colleague, and do not invent facts.{language}\n\n"
     "Knowledge base:\n{articles}"
 )
+LANGUAGE = " The customer writes in {name}: answer in {name}."
 
 
 def relevant_articles(question: str, k: int) -> list[Article]:
@@ -22,6 +24,12 @@ def relevant_articles(question: str, k: int) -> list[Article]:
     slugs = [slug for slug, _ in model.nearest_intents(vector, k)]
     by_slug = Article.objects.in_bulk(slugs, field_name="slug")
     return [by_slug[slug] for slug in slugs if slug in by_slug]
+
+
+def language_name(code: str) -> str:
+    """English name of an ISO 639-1 code (Django's table), or the code itself."""
+    info = LANG_INFO.get(code)
+    return str(info["name"]) if info and "name" in info else f"the language with code {code!r}"
 
 
 def build(message: Message) -> list[dict[str, str]]:
@@ -33,7 +41,12 @@ def build(message: Message) -> list[dict[str, str]]:
             "-created_at", "-id"
         )[: settings.TANDEM_HISTORY_MESSAGES]
     )
-    chat = [{"role": "system", "content": SYSTEM.format(company=settings.TANDEM_COMPANY_NAME, articles=article_text)}]
+    language = message.language or message.conversation.language
+    instruction = (
+        LANGUAGE.format(name=language_name(language)) if language and language != settings.TANDEM_KB_LANGUAGE else ""
+    )
+    system = SYSTEM.format(company=settings.TANDEM_COMPANY_NAME, articles=article_text, language=instruction)
+    chat = [{"role": "system", "content": system}]
     for earlier in reversed(history):
         chat.append({"role": "user" if earlier.role == Role.CUSTOMER else "assistant", "content": earlier.text})
     chat.append({"role": "user", "content": message.text})
