@@ -33,6 +33,7 @@ from django.conf import settings  # noqa: E402
 from chatbot.small import classifier, evaluation  # noqa: E402
 from chatbot.small import model as small_model  # noqa: E402
 from chatbot.small.encoder import Encoder  # noqa: E402
+from chatbot.smalltalk import with_small_talk  # noqa: E402
 
 
 def best_coverage(confidences: np.ndarray, correct: np.ndarray, target: float = 0.99) -> float:
@@ -57,7 +58,8 @@ def main() -> None:
     stored = json.loads((folder / "meta.json").read_text())
     if not (folder / "encoder").is_dir():
         sys.exit("this model was trained on the frozen encoder: nothing fine-tuned to compare")
-    train = evaluation.read_labelled_csv(args.train)
+    # The model was trained on these examples and the built-in small talk, in this order.
+    train = with_small_talk(evaluation.read_labelled_csv(args.train))
     test = evaluation.read_labelled_csv(args.test)
     labels = np.array([label for _, label in train])
     held = small_model.calibration_split(labels, stored["fine_tune"]["calibration_share"])

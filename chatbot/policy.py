@@ -64,7 +64,7 @@ class Thresholds:
         large-model call and tells them a person is looking into "hi")."""
         return (
             is_small_talk(prediction.intent)
-            and prediction.similarity >= self.oos_similarity
+            and prediction.similarity >= min(self.oos_similarity, SMALL_TALK_SIMILARITY)
             and prediction.confidence >= min(self.confidence, SMALL_TALK_CONFIDENCE)
         )
 
@@ -72,7 +72,12 @@ class Thresholds:
 # For a model trained before thresholds were stored with it.
 DEFAULT_CONFIDENCE = 0.5
 DEFAULT_OOS_SIMILARITY = 0.45
-SMALL_TALK_CONFIDENCE = 0.5
+# Small talk's own bars (the articles' bars apply when they are lower). A model fine-tuned on a
+# knowledge base sets its out-of-scope floor high (0.57 on BANKING77), and ordinary small talk falls
+# below it; with these, on the routing dev set, 90 % of small talk was recognised and 5 % of off-topic
+# English questions were taken for small talk, none of the BANKING77 questions (bench/README.md).
+SMALL_TALK_CONFIDENCE = 0.4
+SMALL_TALK_SIMILARITY = 0.4
 
 
 @dataclass(frozen=True)
@@ -134,13 +139,28 @@ def _answer(*predictions: Prediction) -> Route:
 
 # Explicit requests for a person. The classifier also learns them (the `talk-to-human` article);
 # this catches wordings it was not shown, whatever else the message says.
+_PERSON = (
+    r"(?:a\s+|an\s+|some\s+|the\s+|your\s+|one\s+of\s+your\s+)?(?:real\s+|live\s+|actual\s+)?"
+    r"(?:human(?:\s+being|\s+agent)?|person|agent|someone|somebody|representative|rep|operator|employee|"
+    r"member\s+of\s+(?:staff|your\s+team)|staff\s+member|customer\s+(?:service|support)\s+(?:agent|rep\w*|person)|"
+    r"advisor|adviser|colleague|manager|support\s+team)"
+)
 _HUMAN_REQUEST = re.compile(
-    r"\b(?:(?:talk|speak|chat)\s+(?:to|with)\s+(?:a|an|some|the)?\s*"
-    r"(?:human|person|agent|someone|somebody|representative|rep|operator|real\s+person|member\s+of\s+staff)"
-    r"|(?:real|live)\s+(?:human|person|agent)"
-    r"|human\s+(?:please|agent|being)"
-    r"|customer\s+service\s+(?:agent|representative)"
-    r"|(?:connect|transfer|put)\s+me\s+(?:to|through\s+to|with)\s+(?:a|an|the)?\s*(?:human|person|agent|someone))",
+    r"\b(?:"
+    r"(?:talk|speak|chat)(?:ing)?\s+(?:to|with)\s+" + _PERSON + r"(?!\s+(?:about|for\s+my|fee))"
+    r"|(?:connect|transfer|put|pass|forward|hand|send|escalate)\s+(?:me|this|it|my\s+\w+)\s+"
+    r"(?:over\s+)?(?:to|through\s+to|with|on\s+to)\s+"
+    + _PERSON
+    + r"|(?:put\s+me\s+in\s+touch\s+with|get\s+me|give\s+me|i\s+(?:want|need|would\s+like|'d\s+like)\s+(?:to\s+have\s+)?)\s*"
+    r"(?:a|an|some)\s+(?:real\s+|live\s+|actual\s+)?(?:human|person|agent|operator|representative)"
+    r"|(?:contact|reach)\s+(?:a\s+|an\s+)?(?:real\s+|live\s+)?(?:human|person|agent|operator|representative|someone|somebody)"
+    r"|(?:help|assistance|support)\s+from\s+(?:a\s+|an\s+)?(?:real\s+|live\s+)?(?:human|person|agent)"
+    r"|(?:transfer|forward|hand|pass)\s+(?:\w+\s+){0,3}?(?:to|over\s+to)\s+(?:a\s+|an\s+|your\s+)?(?:human|person|agent|team|operator)\b"
+    r"|(?:real|live|actual)\s+(?:human|person|agent)"
+    r"|human\s+(?:please|agent|being|support|help)|(?:agent|operator|representative)\s+please"
+    r"|(?:not|rather\s+not|don't\s+want\s+to)\s+(?:talk|speak|chat)(?:ing)?\s+(?:to|with)\s+a\s+(?:bot|machine|robot|computer)"
+    r"|(?:are\s+there|is\s+there)\s+(?:any\s+)?(?:humans?|people|persons?|someone|anyone)\s+(?:available|working|there|i\s+can)"
+    r")",
     re.IGNORECASE,
 )
 
@@ -165,6 +185,9 @@ def decide(signals: Signals, thresholds: Thresholds | None = None) -> Route:
     segments = signals.parts or (Part(signals.text, signals.whole),)
     talk = [part for part in segments if limits.small_talk(part.prediction)]
     asks = [part for part in segments if not limits.small_talk(part.prediction)]
+    if limits.small_talk(signals.whole) and not any(limits.confident(part.prediction) for part in asks):
+        # Small talk as a whole ("hello, are you still there?"), with no request the model is sure of.
+        return _answer(signals.whole)
     if not asks:
         # Only small talk ("hi", "thanks, bye"): one friendly reply, never an escalation.
         return _answer(max(talk, key=lambda part: part.prediction.confidence).prediction)
@@ -190,6 +213,11 @@ def _single(prediction: Prediction, truncated: bool, limits: Thresholds) -> Rout
     return _answer(prediction)
 
 
+# A segment this likely to be about an intent of its own is a request, even when the classifier is not
+# sure enough to answer it.
+PLAUSIBLE_CONFIDENCE = 0.5
+
+
 def _several(asks: list[Part], signals: Signals, limits: Thresholds) -> Route:
     """Two or more segments that are not small talk: one request with context around it, or several."""
     for part in asks:
@@ -197,18 +225,34 @@ def _several(asks: list[Part], signals: Signals, limits: Thresholds) -> Route:
             return _escalate(Reason.SENSITIVE, limits)
         if limits.confident(part.prediction) and part.prediction.intent in limits.human_intents:
             return _escalate(Reason.HUMAN_REQUESTED, limits)
-    strong = [part for part in asks if limits.confident(part.prediction)]
-    intents = {part.prediction.intent for part in strong}
-    # A further request the small model cannot answer: answering the rest would drop it.
-    unanswered = [part for part in asks if part not in strong and (part.joined or (part.question and len(intents) > 1))]
-    if len(intents) >= 2:
-        if unanswered:
-            return _escalate(Reason.MULTI_PART, limits)
-        # Every request is confidently routine: answer each one, in order.
-        return _answer(*(part.prediction for part in strong))
-    if unanswered:
+    plausible = [
+        part
+        for part in asks
+        if part.prediction.similarity >= limits.oos_similarity and part.prediction.confidence >= PLAUSIBLE_CONFIDENCE
+    ]
+    intents = list(dict.fromkeys(part.prediction.intent for part in plausible))
+    joined = any(part.joined for part in asks)
+    # Without a word that marks a further request ("also", "another thing", a new line …), a whole
+    # message the classifier is sure of is one request told in several sentences.
+    if len(intents) >= 2 and (joined or not limits.confident(signals.whole)):
+        # Several requests: answered only when each is confidently routine, never one answered and one
+        # dropped.
+        strong = [part for part in plausible if limits.confident(part.prediction)]
+        weak_requests = [part for part in asks if part not in strong and (part.question or part.joined)]
+        if len(strong) == len(plausible) and not weak_requests:
+            return _answer(*(part.prediction for part in strong))
         return _escalate(Reason.MULTI_PART, limits)
-    # One request (the other segments are context around it, or say the same thing again).
-    if limits.confident(signals.whole) or not strong:
-        return _single(signals.whole, signals.truncated, limits)
-    return _single(strong[0].prediction, signals.truncated, limits)
+    # One request, perhaps with context around it: the whole message's intent, or failing that the one
+    # segment the classifier is sure of.
+    strong = [part for part in asks if limits.confident(part.prediction)]
+    chosen = signals.whole if limits.confident(signals.whole) or not strong else strong[0].prediction
+    others = [part for part in asks if part.prediction.intent != chosen.intent]
+    if limits.confident(chosen) and others:
+        # The customer marked a further request, or asked another plausible question the classifier
+        # is not sure of: answering this one would drop it.
+        if joined or (
+            not limits.confident(signals.whole)
+            and any(part.question and part.prediction.confidence >= PLAUSIBLE_CONFIDENCE for part in others)
+        ):
+            return _escalate(Reason.MULTI_PART, limits)
+    return _single(chosen, signals.truncated, limits)

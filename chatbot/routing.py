@@ -46,7 +46,7 @@ def unavailable(thresholds: Thresholds) -> Routed:
 
 def route_many(model: SmallModel, messages: list[Incoming], thresholds: Thresholds | None = None) -> list[Routed]:
     limits = thresholds or Thresholds.current(model.policy)
-    guesses = [language.detect(message.text) for message in messages]
+    guesses = [language.detect(message.text, limits.language) for message in messages]
     languages = [
         language.message_language(guess, message.conversation_language, limits.language)
         for message, guess in zip(messages, guesses, strict=True)

@@ -26,11 +26,13 @@ _THANKS = re.compile(
     r"|please\s+help(?:\s+me)?|pls\s+help|help\s+please)[\s.!]*$",
     re.IGNORECASE,
 )
-# Sentence ends: . ! ? (not inside numbers such as 2.5) followed by space, or line breaks.
-_SENTENCE = re.compile(r"(?<=[.!?])(?<!\d\.)\s+|\s*\n+\s*")
+# Sentence ends: . ! ? (not inside numbers such as 2.5) followed by space.
+_SENTENCE = re.compile(r"(?<=[.!?])(?<!\d\.)\s+")
 # Words that open a further question when they start a clause or sentence.
 _CONNECTOR_START = re.compile(
-    r"^(?:and\s+also|also|plus|oh\s+and|and\s+another\s+thing|another\s+thing|one\s+more\s+thing|"
+    r"^(?:and\s+also|also|plus|oh\s+and|and\s+another\s+thing|another\s+thing|one\s+more\s+thing|and\s+one\s+more\s+thing|"
+    r"(?:and\s+)?(?:i\s+(?:also\s+)?have\s+)?(?:one\s+more|another|a\s+second|a\s+further|an\s+unrelated|a\s+separate)\s+question|"
+    r"and\s+besides|besides|and(?=\s+\w)|"
     r"secondly|thirdly|additionally|separately|besides(?:\s+that)?|on\s+(?:another|a\s+different|a\s+separate)\s+note|"
     r"unrelated(?:\s+but)?|btw|by\s+the\s+way|lastly|finally|and\s+finally|as\s+well(?:\s+as\s+that)?|"
     r"i\s+also\s+(?:have|had)\s+(?:a|another)\s+question)\b[\s,:;.-]*",
@@ -81,33 +83,40 @@ def split(text: str) -> list[Segment]:
     if thanks and thanks.start() > 0 and words(text[: thanks.start()]) >= 2:
         tail = thanks.group(1)
         text = text[: thanks.start()]
-    for sentence in _SENTENCE.split(text):
-        sentence_joined = False
-        connector = _CONNECTOR_START.match(sentence.strip())
-        if connector and connector.end() < len(sentence.strip()):
-            sentence_joined = True
-            sentence = sentence.strip()[connector.end() :]
-        for number, clause in enumerate(_CLAUSE.split(sentence)):
-            clause = clause.strip()
-            if not clause:
-                continue
-            joined = sentence_joined and number == 0
-            connector = _CONNECTOR_START.match(clause)
-            if connector and connector.end() < len(clause):
-                joined = True
-                clause = clause[connector.end() :].strip()
-            elif _ALSO_I.match(clause):
-                joined = True
-                clause = re.sub(r"^and\s+", "", clause, flags=re.IGNORECASE)
-            elif clause.lower().startswith("and ") and pieces:
-                clause = clause[4:].strip()
-            if clause:
-                pieces.append((clause, joined))
+    lines = [line for line in re.split(r"\s*\n+\s*", text) if line.strip()]
+    for line_number, line in enumerate(lines):
+        for sentence_number, sentence in enumerate(_SENTENCE.split(line)):
+            _add_sentence(pieces, sentence, new_line=line_number > 0 and sentence_number == 0)
     if tail:
         pieces.append((tail, False))
     if not pieces:
         return [Segment(text, False, is_question(text))]
     return [Segment(piece, joined, is_question(piece)) for piece, joined in pieces]
+
+
+def _add_sentence(pieces: list[tuple[str, bool]], sentence: str, new_line: bool) -> None:
+    """Append a sentence's clauses; a new line starts a further request."""
+    sentence_joined = new_line
+    connector = _CONNECTOR_START.match(sentence.strip())
+    if connector and connector.end() < len(sentence.strip()) and pieces:
+        sentence_joined = True
+        sentence = sentence.strip()[connector.end() :]
+    for number, clause in enumerate(_CLAUSE.split(sentence)):
+        clause = clause.strip()
+        if not clause:
+            continue
+        joined = sentence_joined and number == 0
+        connector = _CONNECTOR_START.match(clause)
+        if connector and connector.end() < len(clause) and pieces:
+            joined = True
+            clause = clause[connector.end() :].strip()
+        elif _ALSO_I.match(clause):
+            joined = True
+            clause = re.sub(r"^and\s+", "", clause, flags=re.IGNORECASE)
+        elif clause.lower().startswith("and ") and pieces:
+            clause = clause[4:].strip()
+        if clause:
+            pieces.append((clause, joined))
 
 
 def is_question(text: str) -> bool:

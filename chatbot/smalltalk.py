@@ -1,11 +1,13 @@
-"""Small talk: Tandem's built-in intents for the messages every support chat gets (greetings, thanks,
-goodbyes, "are you a bot?", "what can you do?", "ok", "never mind" …).
+"""Tandem's built-in intents: small talk, for the messages every support chat gets (greetings, thanks,
+goodbyes, "are you a bot?", "what can you do?", "ok", "never mind" …), and `talk-to-human`, the ways
+people ask for a person.
 
 They are trained into every small model beside the knowledge base's intents (`with_small_talk`), so
-the classifier tells "hello" from a question instead of calling it out of scope. A knowledge-base
-article with one of these slugs replaces the built-in one (its phrasings and answer are used), and
-`TANDEM_SMALL_TALK_DISABLED` (slugs, or `all`) leaves some or all out of training. Small talk is
-answered by the small tier and never escalated.
+the classifier tells "hello" from a question instead of calling it out of scope, and knows a request
+for a person even when the knowledge base has no article for it. A knowledge-base article with one of
+these slugs replaces the built-in one (its phrasings and answer are used), and
+`TANDEM_SMALL_TALK_DISABLED` (slugs, or `all` for every small-talk intent) leaves some or all out of
+training. Small talk is answered by the small tier and never escalated.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-DATA_FILE = Path(__file__).resolve().parent / "data" / "small_talk.json"
+DATA_FILE = Path(__file__).resolve().parent / "data" / "built_in_intents.json"
+# The built-in request for a person (settings.TANDEM_HUMAN_INTENTS lists it by default).
+TALK_TO_HUMAN = "talk-to-human"
 PREFIX = "smalltalk-"
 
 
@@ -45,9 +49,12 @@ def is_small_talk(intent: str | None) -> bool:
 
 def enabled() -> dict[str, SmallTalk]:
     disabled = {slug.strip() for slug in settings.TANDEM_SMALL_TALK_DISABLED}
-    if "all" in disabled:
-        return {}
-    return {slug: intent for slug, intent in builtin().items() if slug not in disabled}
+    every = "all" in disabled
+    return {
+        slug: intent
+        for slug, intent in builtin().items()
+        if slug not in disabled and not (every and is_small_talk(slug))
+    }
 
 
 def with_small_talk(examples: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ from django.conf import settings
 
 from chatbot.small import classifier
 from chatbot.small.encoder import Encoder, get_encoder
-from chatbot.smalltalk import is_small_talk, with_small_talk
+from chatbot.smalltalk import builtin, with_small_talk
 
 Progress = Callable[[str], None]
 logger = logging.getLogger(__name__)
@@ -226,9 +226,9 @@ def train(
         "data_fingerprint": fingerprint(examples),
         "examples": len(examples),
         "intents": len(fitted.head.classes),
-        # Of those, the built-in small talk added to the examples given.
-        "small_talk_examples": len(examples) - given,
-        "small_talk_intents": sum(1 for label in fitted.head.classes.tolist() if is_small_talk(label)),
+        # Of those, the built-in intents (small talk, talk-to-human) added to the examples given.
+        "built_in_examples": len(examples) - given,
+        "built_in_intents": len(set(fitted.head.classes.tolist()) & set(builtin())),
         "metrics": fitted.metrics,
         "policy": asdict(fitted.policy),
         "training_seconds": round(time.monotonic() - started, 2),

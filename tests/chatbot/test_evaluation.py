@@ -140,3 +140,65 @@ def test_a_csv_without_the_right_columns_is_refused(tmp_path: Path, demo_split: 
         call_command("evaluate_router", "--train", str(bad), "--test", str(demo_split[1]))
     with pytest.raises(CommandError, match="cannot read"):
         call_command("evaluate_router", "--train", str(tmp_path / "missing.csv"), "--test", str(demo_split[1]))
+
+
+@pytest.fixture(scope="module")
+def routed_model(demo_split: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained once by evaluate_router --save-model, for the route tests below."""
+    folder = tmp_path_factory.mktemp("saved-model")
+    train, test = demo_split
+    evaluate_router("--train", str(train), "--test", str(test), "--save-model", str(folder))
+    return folder
+
+
+def test_evaluate_router_judges_every_kind_of_label_by_its_route(routed_model: Path, tmp_path: Path) -> None:
+    test = write_csv(
+        tmp_path / "routes.csv",
+        [
+            ("How do I reset my password?", "reset-password"),
+            ("hello there", "small_talk"),
+            ("thanks, bye", "small_talk"),
+            ("I want to talk to a real person", "route:people"),
+            ("Bonjour, je voudrais changer l'adresse de livraison de ma commande", "reason:language"),
+            ("How do I reset my password? Also, how do I get a VAT invoice?", "reset-password+vat-invoice"),
+            ("what is the capital of peru", "oos"),
+        ],
+    )
+    report = evaluate_router("--model", str(routed_model), "--test", str(test))
+    labels = report["labels"]
+    assert set(labels) == {"intent", "small_talk", "route:people", "reason:language", "multi", "oos"}
+    assert labels["small_talk"] == {
+        "right": 1.0,
+        "support": 2,
+        "destinations": {"small": 2},
+        "outcomes": {"answered": 2},
+    }
+    assert labels["route:people"]["right"] == 1.0 and labels["reason:language"]["right"] == 1.0
+    assert labels["multi"]["right"] == 1.0 and labels["oos"]["right"] == 1.0
+    # Expected small: the routine question, the small talk and the two-part message.
+    assert report["routes"]["small"]["support"] == 4 and report["routes"]["people"]["support"] == 1
+    assert report["routes"]["people"] == {"precision": 1.0, "recall": 1.0, "support": 1}
+    assert report["confusion"]["people"] == {"small": 0, "large": 0, "people": 1}
+    assert sum(report["confusion"]["escalate"].values()) == 1
+
+
+def test_the_printed_report_shows_the_confusion_table(routed_model: Path, tmp_path: Path) -> None:
+    test = write_csv(tmp_path / "t.csv", [("hello", "small_talk"), ("talk to a human please", "route:people")])
+    out = io.StringIO()
+    call_command("evaluate_router", "--model", str(routed_model), "--test", str(test), stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[-3:] == ["small", "large", "people"]
+    assert any(line.startswith("people") and line.split()[1:] == ["0", "0", "1"] for line in lines)
+
+
+def test_labels_the_evaluation_cannot_judge_are_refused(routed_model: Path, tmp_path: Path) -> None:
+    for label, error in [
+        ("route:moon", "unknown destination"),
+        ("reason:sleepy", "unknown reason"),
+        ("no-such-intent", "not an intent"),
+    ]:
+        test = write_csv(tmp_path / "bad.csv", [("hello", label)])
+        with pytest.raises(CommandError, match=error):
+            call_command("evaluate_router", "--model", str(routed_model), "--test", str(test))
+    with pytest.raises(CommandError, match="holds no trained small model"):
+        call_command("evaluate_router", "--model", str(tmp_path), "--test", str(test))

@@ -5,21 +5,21 @@ from chatbot.language import Guess, detect, message_language
 
 def test_english_questions_are_english() -> None:
     for text in ["How do I reset my password?", "where is my parcel", "Can I get a VAT invoice for my order?"]:
-        assert detect(text).language == "en", text
+        assert detect(text, "en").language == "en", text
 
 
 def test_a_long_enough_message_in_another_language_is_recognised_reliably() -> None:
-    guess = detect("Bonjour, je voudrais changer l'adresse de livraison de ma commande")
+    guess = detect("Bonjour, je voudrais changer l'adresse de livraison de ma commande", "en")
     assert guess.language == "fr" and guess.reliable
-    assert detect("Wo ist meine Bestellung? Ich warte seit zwei Wochen").language == "de"
-    assert detect("我的订单什么时候到").reliable
+    assert detect("Wo ist meine Bestellung? Ich warte seit zwei Wochen", "en").language == "de"
+    assert detect("我的订单什么时候到", "en").reliable
 
 
 def test_a_short_message_does_not_flip_the_conversations_language() -> None:
-    assert not detect("merci").reliable
-    assert not detect("ok").reliable
-    assert message_language(detect("ok"), "fr", "en") == "fr"
-    assert message_language(detect("merci"), None, "en") == "en"
+    assert not detect("merci", "en").reliable
+    assert not detect("ok", "en").reliable
+    assert message_language(detect("ok", "en"), "fr", "en") == "fr"
+    assert message_language(detect("merci", "en"), None, "en") == "en"
 
 
 def test_a_reliable_guess_wins_over_the_conversations_language() -> None:

@@ -87,7 +87,8 @@ def test_a_further_request_the_small_model_cannot_answer_escalates_the_whole_mes
         Part("where is my order?", prediction("track-order", 0.95), question=True),
         Part("can I pay in bitcoin", prediction("payment-methods", 0.3), joined=True, question=True),
     )
-    route = decide(signals("where is my order? also can I pay in bitcoin", parts=parts), LIMITS)
+    whole = prediction("track-order", 0.45)
+    route = decide(signals("where is my order? also can I pay in bitcoin", whole, parts=parts), LIMITS)
     assert route == Route(Destination.LARGE, Reason.MULTI_PART)
 
 

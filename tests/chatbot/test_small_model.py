@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from django.core.management import CommandError, call_command
 
 from chatbot.small import model as small_model
 from chatbot.smalltalk import with_small_talk
@@ -37,7 +35,7 @@ def test_the_artefact_records_where_it_came_from(small_model_dir: Path) -> None:
     assert meta is not None
     # The knowledge base's examples and the built-in small talk every model knows.
     assert meta["data_fingerprint"] == small_model.fingerprint(with_small_talk(demo_examples()))
-    assert meta["intents"] >= 40 and meta["examples"] == len(demo_examples()) + meta["small_talk_examples"]
+    assert meta["intents"] >= 40 and meta["examples"] == len(demo_examples()) + meta["built_in_examples"]
     assert 0.5 < meta["metrics"]["holdout_accuracy"] <= 1.0
     assert (small_model_dir / meta["version"] / "weights.npz").exists()
 
@@ -128,32 +126,6 @@ def test_training_needs_two_intents(tmp_path: Path, small_model_dir: Path, setti
     settings.TANDEM_SMALL_TALK_DISABLED = ["all"]
     with pytest.raises(ValueError):
         small_model.train([("a", "x"), ("b", "x")], tmp_path)
-
-
-@pytest.mark.django_db
-def test_the_train_command_skips_unchanged_data(knowledge_base: None, trained_model_dir: Path, settings, tmp_path):
-    shutil.copytree(trained_model_dir, tmp_path, dirs_exist_ok=True)
-    settings.TANDEM_SMALL_MODEL_DIR = tmp_path
-    version = small_model.current_version(tmp_path)
-    call_command("train_small_model", "--if-needed")
-    assert small_model.current_version(tmp_path) == version
-
-
-@pytest.mark.django_db
-def test_the_train_command_reads_a_csv_and_rejects_a_bad_one(tmp_path: Path, settings, small_model_dir) -> None:
-    settings.TANDEM_SMALL_MODEL_DIR = tmp_path / "models"
-    good = tmp_path / "good.csv"
-    good.write_text("text,label\nhello,greet\nhi there,greet\nbye,leave\nsee you,leave\nhey,greet\nciao,leave\n")
-    call_command("train_small_model", "--csv", str(good))
-    meta = small_model.current_meta(tmp_path / "models")
-    # The two intents of the file, and the built-in small talk every model knows.
-    assert meta is not None and meta["intents"] == 2 + meta["small_talk_intents"] and meta["small_talk_intents"] > 5
-    assert meta["examples"] == 6 + meta["small_talk_examples"]
-    bad = tmp_path / "bad.csv"
-    bad.write_text("sentence,intent\nhello,greet\n")
-    with pytest.raises(CommandError, match="text,label"):
-        call_command("train_small_model", "--csv", str(bad))
-    assert json.loads((tmp_path / "models" / meta["version"] / "meta.json").read_text())["version"] == meta["version"]
 
 
 def test_both_runtimes_compute_the_same_embeddings(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ def test_the_built_in_intents_cover_what_support_chats_receive() -> None:
     slugs = set(builtin())
     for needed in ["greeting", "thanks", "goodbye", "bot", "capabilities", "acknowledge", "never-mind"]:
         assert f"smalltalk-{needed}" in slugs
-    assert all(is_small_talk(slug) for slug in slugs)
-    assert not is_small_talk("track-order")
+    assert all(is_small_talk(slug) for slug in slugs - {"talk-to-human"})
+    assert not is_small_talk("track-order") and not is_small_talk("talk-to-human")
 
 
 def test_training_examples_gain_small_talk() -> None:
@@ -28,7 +28,13 @@ def test_settings_disable_some_or_all_small_talk(settings) -> None:
     settings.TANDEM_SMALL_TALK_DISABLED = ["smalltalk-bot"]
     assert "smalltalk-bot" not in {label for _, label in with_small_talk([])}
     settings.TANDEM_SMALL_TALK_DISABLED = ["all"]
-    assert with_small_talk([("a", "b")]) == [("a", "b")]
+    assert {label for _, label in with_small_talk([("a", "b")])} == {"b", "talk-to-human"}
+
+
+def test_every_model_knows_requests_for_a_person_unless_the_knowledge_base_has_its_own() -> None:
+    assert "talk-to-human" in {label for _, label in with_small_talk([("where is my order", "track-order")])}
+    ours = with_small_talk([("get me a human", "talk-to-human")])
+    assert [text for text, label in ours if label == "talk-to-human"] == ["get me a human"]
 
 
 def test_are_you_a_bot_is_answered_honestly_with_the_way_to_a_person() -> None:

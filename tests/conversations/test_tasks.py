@@ -151,3 +151,14 @@ def _retry_now(*, exc: Exception, countdown: float) -> None:
 
 class _Retried(Exception):
     pass
+
+
+def test_the_large_model_is_told_to_answer_in_the_customers_language(
+    backend: type[FakeBackend], knowledge_base: None, small_model_dir: object, frames: list
+) -> None:
+    session = actions.open_session(None)
+    post_as_server(session.conversation_id, "f1", "Bonjour, je voudrais changer l'adresse de livraison de ma commande")
+    message = Message.objects.get(client_id="f1")
+    assert (message.escalation_reason, message.language) == ("language", "fr")
+    answer_with_large_model.apply(args=[message.id])
+    assert "answer in French" in backend.calls[0][0]["content"]

@@ -68,11 +68,6 @@ SOURCES = {
         "data/nlu/nlu.yml",
         "Apache-2.0",
     ),
-    "rasademo_<nlu|general|chitchat>.yml": (
-        "RasaHQ/rasa-demo@6935627237436726aeb16e44add8d9fab6e43a82",
-        "data/nlu/<nlu|general|chitchat>.yml",
-        "GPL-3.0",
-    ),
     "bitext_8k_Customer_Service_Training_Dataset.csv": (
         "shxunxk/Chatbot@1e2b735488fbaa376f055533797ea003bb34a4e3",
         "Data/archive/Bitext_Sample_Customer_Service_Training_Dataset/Training/"
@@ -86,10 +81,24 @@ SOURCES = {
         "Bitext-sample/TrainingdatasetBitextsample.csv",
         "CDLA-Sharing-1.0",
     ),
-    "complaints-data.csv": (
-        "danielpreotiuc/complaints-social-media@54e3402c129341809b7f1d9889d9311c3f1c1c16",
-        "complaints-data.csv",
-        "none stated (tweets)",
+    # CFPB Consumer Complaint Database: a work of the US federal government
+    # (public domain in the US; the CFPB publishes it as open data).  Three
+    # public copies of samples of it; the licence in parentheses is that of
+    # the repository that carried the copy.
+    "cfpb_ziyuyan9_complaints_sample.csv": (
+        "ZiyuYan9/consumer_complaints@ecece4d9228ad0198cd175e59e355a768ebd385b",
+        "complaints_sample.csv",
+        "US government work, public domain (repo: no licence stated)",
+    ),
+    "cfpb_ujjwal260_complaints_sample.csv": (
+        "Ujjwal260/complaint-intelligence-dashboard@75e76c5c611a843cc778ba4bc2ed3b3e109c5500",
+        "data/complaints_sample.csv",
+        "US government work, public domain (repo: MIT)",
+    ),
+    "cfpb_aravindsriraj_complaints.csv": (
+        "aravindsriraj/Data-Science-Task---Consumer-Complaints@1b2ab3cc3b2a58df6fd787dcffb1147df69ce2b2",
+        "complaints.csv",
+        "US government work, public domain (repo: no licence stated)",
     ),
     "xsid-0.7/<lang>.test.conll": (
         "mainlp/xsid@761d926c3f2e9f6bea13192d2f39cec1d04d9777",
@@ -382,8 +391,6 @@ RASA_APACHE_SMALL_TALK = [
     ("rasafinancial_nlu.yml", "rasa-financial-demo", ["greet", "goodbye", "thankyou", "check_human"]),
 ]
 N_RASA_PER_INTENT = 15
-# rasa-demo (GPL-3.0): only 'how are you' style chit-chat, absent elsewhere
-RASA_DEMO_SMALL_TALK = [("rasademo_chitchat.yml", "chitchat/ask_howdoing", 20)]
 # Non-English greetings/thanks inside the Rasa English intents: dropped.
 NON_ENGLISH = {"hola", "bonjour", "hallo", "danke", "humano", "ciao", "chao"}
 
@@ -428,12 +435,6 @@ def small_talk(sources, seen):
             ex = [t for t in y.get(intent, []) if norm_key(t) not in NON_ENGLISH]
             for t in sample(ex, N_RASA_PER_INTENT, tag + ":" + intent):
                 rows.append((t, "small_talk", tag + ":" + intent))
-    for fname, intent, k in RASA_DEMO_SMALL_TALK:
-        p = os.path.join(sources, fname)
-        if os.path.exists(p):
-            y = read_rasa_yml(p)
-            for t in sample(y.get(intent, []), k, "rasa-demo:" + intent):
-                rows.append((t, "small_talk", "rasa-demo:" + intent))
     return dedupe(rows, seen)
 
 
@@ -445,12 +446,11 @@ N_BITEXT_PERSON = 110  # after de-duplication, from the two Bitext files pooled
 
 def person(sources, seen):
     rows = []
-    # Apache-2.0 Rasa bots first, then GPL-3.0 rasa-demo (shared rows are
-    # credited to the first source that has them).
+    # Apache-2.0 Rasa bots (shared rows are credited to the first source
+    # that has them).
     for fname, tag in (
         ("rasahelpdesk_nlu.yml", "rasa-helpdesk-assistant"),
         ("rasafinancial_nlu.yml", "rasa-financial-demo"),
-        ("rasademo_nlu.yml", "rasa-demo"),
     ):
         p = os.path.join(sources, fname)
         if os.path.exists(p):
@@ -472,60 +472,67 @@ def person(sources, seen):
 # --------------------------------------------------------------------------
 # complaint
 # --------------------------------------------------------------------------
-N_TWEETS = 220
 N_BITEXT_COMPLAINT = 90
-COMPLAINT_TWEET_DOMAINS = {
-    "services",
-    "software",
-    "electronics",
-    "apparel",
-    "transport",
-    "retail",
-    "food",
-    "cars",
-    "other",
-}
+# CFPB narratives: every usable narrative of the three copies is kept (no
+# sampling); files are read in this order, the first copy of a duplicate wins.
+CFPB_FILES = [
+    "cfpb_ziyuyan9_complaints_sample.csv",
+    "cfpb_ujjwal260_complaints_sample.csv",
+    "cfpb_aravindsriraj_complaints.csv",
+]
+CFPB_MIN_WORDS = 8
+CFPB_MAX_WORDS = 60
+CFPB_MAX_REDACTIONS = 2
+CFPB_DATE = r"XX/XX/(?:XXXX|\d{4}|\d{2})"
+CFPB_PREP = r"(?:On|In|Since|As of|Around|Dated)"
 
 
-def clean_tweet(text):
-    """Return the cleaned tweet, or None to drop it.
-    - drop retweets ('RT @...') and thread parts ('(1/2)', '1/3')
-    - remove URLs
-    - remove the leading run of @handles / '.@handle'
-    - drop the tweet if an @handle remains elsewhere (removing it would
-      break the sentence)
-    - remove trailing hashtags; '#word' inside the sentence -> 'word'
-    - decode &amp; &lt; &gt;, collapse whitespace
-    - keep 3..60 words"""
-    t = text
-    if re.match(r"^\s*RT\b", t) or re.search(r"\(?\b\d/\d\)?\s*$", t):
+def clean_cfpb(text):
+    """Return the cleaned CFPB narrative, or None to drop it.
+    The CFPB redacts names, places, amounts and dates with 'XXXX' and
+    'XX/XX/XXXX' (sometimes 'XX/XX/2019') before publication.
+    - keep 8..60 words (counted before and after cleaning)
+    - drop narratives with more than 2 redaction tokens
+    - '{$210.00}' (the CFPB money mark-up) -> '$210.00'
+    - remove a redacted date together with its preposition: a date alone in
+      parentheses, a leading 'XX/XX/2019' or 'On XX/XX/XXXX,' at the start of
+      a sentence (next letter capitalised), and ' on|in|since|dated|around|as
+      of XX/XX/XXXX' inside a sentence (not after 'back')
+    - drop the narrative if any redaction remains (a removed name or amount
+      would leave a broken sentence and a redaction token would be an
+      artificial cue)
+    - remove the space before . , ! ? ; : and capitalise the first letter"""
+    t = clean(text)
+    if not (CFPB_MIN_WORDS <= n_words(t) <= CFPB_MAX_WORDS):
         return None
-    t = re.sub(r"https?://\S+", " ", t)
-    t = t.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
-    t = re.sub(r"^\s*\.?(@\w+[\s,:]*)+", "", t)
-    if "@" in t:
+    if len(re.findall(r"X{2,}", t.replace("XX/XX/", "XX"))) > CFPB_MAX_REDACTIONS:
         return None
-    t = re.sub(r"(\s*#\w+)+\s*$", "", t)
-    t = re.sub(r"#(\w+)", r"\1", t)
-    t = clean(t)
-    if not (3 <= n_words(t) <= 60):
+    t = re.sub(r"\{(\$[\d,]+(?:\.\d+)?)\}", r"\1", t)
+    t = re.sub(r"\s*\(\s*(?:dated\s+)?" + CFPB_DATE + r"\s*\)", "", t)
+    t = re.sub(r"^" + CFPB_DATE + r"\s*,?\s+(\w)", lambda m: m.group(1).upper(), t)
+    t = re.sub(
+        r"(^|[.!?]\s+)" + CFPB_PREP + r"\s+" + CFPB_DATE + r"\s*,?\s+(\w)",
+        lambda m: m.group(1) + m.group(2).upper(),
+        t,
+    )
+    t = re.sub(r"(?<!\bback)\s+(?:on|in|since|dated|around|as of)\s+" + CFPB_DATE + r"(?=[\s.,;:!?]|$)", "", t)
+    if "XX" in t or "( )" in t:
+        return None
+    t = re.sub(r"\s+([.,!?;:])", r"\1", t).strip()
+    t = t[:1].upper() + t[1:]
+    if not (CFPB_MIN_WORDS <= n_words(t) <= CFPB_MAX_WORDS):
         return None
     return t
 
 
-def complaint(sources, seen, include_unlicensed=True):
+def cfpb_product_tag(product):
+    """'Credit reporting, credit repair services, ...' -> 'credit_reporting'."""
+    head = re.split(r"[,(]| or ", product.strip().lower())[0].strip()
+    return re.sub(r"[^a-z0-9]+", "_", head).strip("_") or "other"
+
+
+def complaint(sources, seen):
     rows = []
-    p = os.path.join(sources, "complaints-data.csv")
-    if include_unlicensed and os.path.exists(p):
-        tw = []
-        with open(p, newline="", encoding="utf-8") as f:
-            for r in csv.reader(f):
-                if len(r) < 4 or r[2] != "1" or r[3] not in COMPLAINT_TWEET_DOMAINS:
-                    continue
-                t = clean_tweet(r[1])
-                if t:
-                    tw.append((t, "reason:complaint", "complaints-acl2019:" + r[3]))
-        rows += sample(dedupe(tw, set(seen)), N_TWEETS, "tweets")
     bit = []
     for fname in ("bitext_8k_Customer_Service_Training_Dataset.csv", "bitext_20k_TrainingdatasetBitextsample.csv"):
         p = os.path.join(sources, fname)
@@ -536,15 +543,15 @@ def complaint(sources, seen, include_unlicensed=True):
                 if n_words(t) >= 3
             ]
     rows += sample(dedupe(bit, set(seen)), N_BITEXT_COMPLAINT, "bitext:complaint")
-    p = os.path.join(sources, "rasademo_general.yml")
-    if os.path.exists(p):
-        # rasa-demo 'canthelp' = user says the bot cannot help (frustration);
-        # rows of < 3 words ('exit', 'stop', 'quit') are dropped.
-        rows += [
-            (t, "reason:complaint", "rasa-demo:canthelp")
-            for t in read_rasa_yml(p).get("canthelp", [])
-            if n_words(t) >= 3
-        ]
+    for fname in CFPB_FILES:
+        p = os.path.join(sources, fname)
+        if not os.path.exists(p):
+            continue
+        with open(p, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                t = clean_cfpb(r.get("Consumer complaint narrative") or "")
+                if t:
+                    rows.append((t, "reason:complaint", "cfpb:" + cfpb_product_tag(r.get("Product") or "")))
     return dedupe(rows, seen)
 
 
@@ -602,13 +609,13 @@ def english_other(sources, seen, used_ids):
     return dedupe(rows, seen)
 
 
-def extra_groups(sources, include_unlicensed=True):
+def extra_groups(sources):
     seen = set()  # near-duplicate keys shared by all non-BANKING77 groups
     used_ids = set()
     out = OrderedDict()
     out["small_talk"] = small_talk(sources, seen)
     out["person"] = person(sources, seen)
-    out["complaint"] = complaint(sources, seen, include_unlicensed)
+    out["complaint"] = complaint(sources, seen)
     out["language"] = language(sources, seen, used_ids)
     out["english_other"] = english_other(sources, seen, used_ids)
     return out
@@ -647,13 +654,10 @@ def main(argv=None):
     ap.add_argument("sources", nargs="?", default=DEFAULT_SOURCES)
     ap.add_argument("--banking", default=DEFAULT_BANKING)
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
-    ap.add_argument(
-        "--no-unlicensed", action="store_true", help="leave out the complaint tweets (no licence stated in their repo)"
-    )
     args = ap.parse_args(argv)
 
     groups = banking_groups(args.banking)
-    for name, rows in extra_groups(args.sources, not args.no_unlicensed).items():
+    for name, rows in extra_groups(args.sources).items():
         if rows:
             groups[name] = rows
 
