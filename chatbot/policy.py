@@ -151,9 +151,11 @@ _HUMAN_REQUEST = re.compile(
     r"|(?:connect|transfer|put|pass|forward|hand|send|escalate)\s+(?:me|this|it|my\s+\w+)\s+"
     r"(?:over\s+)?(?:to|through\s+to|with|on\s+to)\s+"
     + _PERSON
-    + r"|(?:put\s+me\s+in\s+touch\s+with|get\s+me|give\s+me|i\s+(?:want|need|would\s+like|'d\s+like)\s+(?:to\s+have\s+)?)\s*"
+    + r"|(?:put\s+me\s+in\s+touch\s+with|get\s+me|give\s+me|"
+    r"i\s+(?:want|need|would\s+like|'d\s+like)\s+(?:to\s+have\s+)?)\s*"
     r"(?:a|an|some)\s+(?:real\s+|live\s+|actual\s+)?(?:human|person|agent|operator|representative)"
-    r"|(?:contact|reach)\s+(?:a\s+|an\s+)?(?:real\s+|live\s+)?(?:human|person|agent|operator|representative|someone|somebody)"
+    r"|(?:contact|reach)\s+(?:a\s+|an\s+)?(?:real\s+|live\s+)?"
+    r"(?:human|person|agent|operator|representative|someone|somebody)"
     r"|(?:help|assistance|support)\s+from\s+(?:a\s+|an\s+)?(?:real\s+|live\s+)?(?:human|person|agent)"
     r"|(?:transfer|forward|hand|pass)\s+(?:\w+\s+){0,3}?(?:to|over\s+to)\s+(?:a\s+|an\s+|your\s+)?(?:human|person|agent|team|operator)\b"
     r"|(?:real|live|actual)\s+(?:human|person|agent)"
@@ -247,12 +249,12 @@ def _several(asks: list[Part], signals: Signals, limits: Thresholds) -> Route:
     strong = [part for part in asks if limits.confident(part.prediction)]
     chosen = signals.whole if limits.confident(signals.whole) or not strong else strong[0].prediction
     others = [part for part in asks if part.prediction.intent != chosen.intent]
-    if limits.confident(chosen) and others:
-        # The customer marked a further request, or asked another plausible question the classifier
-        # is not sure of: answering this one would drop it.
-        if joined or (
-            not limits.confident(signals.whole)
-            and any(part.question and part.prediction.confidence >= PLAUSIBLE_CONFIDENCE for part in others)
-        ):
-            return _escalate(Reason.MULTI_PART, limits)
+    # The customer marked a further request, or asked another plausible question the classifier is not
+    # sure of: answering this one would drop it.
+    another = joined or (
+        not limits.confident(signals.whole)
+        and any(part.question and part.prediction.confidence >= PLAUSIBLE_CONFIDENCE for part in others)
+    )
+    if limits.confident(chosen) and others and another:
+        return _escalate(Reason.MULTI_PART, limits)
     return _single(chosen, signals.truncated, limits)
