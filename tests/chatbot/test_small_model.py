@@ -49,8 +49,8 @@ def test_a_newly_trained_model_is_picked_up_without_a_restart(
     before = small_model.get_small_model()
     assert before.predict("How do I reset my password?").intent == "reset-password"
 
-    # A tiny model that only knows two intents (and no small talk) replaces it.
-    settings.TANDEM_SMALL_TALK_DISABLED = ["all"]
+    # A tiny model that only knows two intents (no built-in ones) replaces it.
+    settings.TANDEM_SMALL_TALK_DISABLED = ["all", "talk-to-human"]
     small_model.train(
         [
             ("hello there", "greeting"),
@@ -115,7 +115,7 @@ def test_training_keeps_only_the_newest_models(tmp_path: Path, settings, small_m
 
 
 def test_with_one_example_an_intent_the_encoder_stays_frozen(tmp_path: Path, small_model_dir: Path, settings) -> None:
-    settings.TANDEM_SMALL_TALK_DISABLED = ["all"]
+    settings.TANDEM_SMALL_TALK_DISABLED = ["all", "talk-to-human"]
     folder = small_model.train([("hello there", "greet"), ("goodbye now", "leave")], tmp_path, epochs=2)
     meta = small_model.current_meta(tmp_path)
     assert meta is not None and meta["fine_tune"] is None and not (folder / "encoder").exists()
@@ -123,7 +123,7 @@ def test_with_one_example_an_intent_the_encoder_stays_frozen(tmp_path: Path, sma
 
 
 def test_training_needs_two_intents(tmp_path: Path, small_model_dir: Path, settings) -> None:
-    settings.TANDEM_SMALL_TALK_DISABLED = ["all"]
+    settings.TANDEM_SMALL_TALK_DISABLED = ["all", "talk-to-human"]
     with pytest.raises(ValueError):
         small_model.train([("a", "x"), ("b", "x")], tmp_path)
 
