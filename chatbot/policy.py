@@ -58,21 +58,29 @@ class Thresholds:
     def confident(self, prediction: Prediction) -> bool:
         return prediction.similarity >= self.oos_similarity and prediction.confidence >= self.confidence
 
+    def built_in(self, prediction: Prediction) -> bool:
+        """Above the built-in intents' own bars (see SMALL_TALK_CONFIDENCE)."""
+        return prediction.similarity >= min(self.oos_similarity, SMALL_TALK_SIMILARITY) and (
+            prediction.confidence >= min(self.confidence, SMALL_TALK_CONFIDENCE)
+        )
+
+    def asks_for_people(self, prediction: Prediction) -> bool:
+        """The classifier takes the message for a request for a person (a human intent), surely enough:
+        the same lower bars as small talk, since a wrong guess costs an agent a look, not a wrong answer."""
+        return prediction.intent in self.human_intents and self.built_in(prediction)
+
     def small_talk(self, prediction: Prediction) -> bool:
         """Small talk, surely enough to answer it as such: the bar is lower than for an article's answer
         (a wrong "Hello! How can I help?" costs the customer one more message; an escalation costs a
         large-model call and tells them a person is looking into "hi")."""
-        return (
-            is_small_talk(prediction.intent)
-            and prediction.similarity >= min(self.oos_similarity, SMALL_TALK_SIMILARITY)
-            and prediction.confidence >= min(self.confidence, SMALL_TALK_CONFIDENCE)
-        )
+        return is_small_talk(prediction.intent) and self.built_in(prediction)
 
 
 # For a model trained before thresholds were stored with it.
 DEFAULT_CONFIDENCE = 0.5
 DEFAULT_OOS_SIMILARITY = 0.45
-# Small talk's own bars (the articles' bars apply when they are lower). A model fine-tuned on a
+# The built-in intents' own bars, for small talk and requests for a person (the articles' bars apply
+# when they are lower). A model fine-tuned on a
 # knowledge base sets its out-of-scope floor high (0.57 on BANKING77), and ordinary small talk falls
 # below it; with these, on the routing dev set, 90 % of small talk was recognised and 5 % of off-topic
 # English questions were taken for small talk, none of the BANKING77 questions (bench/README.md).
@@ -201,6 +209,8 @@ def decide(signals: Signals, thresholds: Thresholds | None = None) -> Route:
 
 
 def _single(prediction: Prediction, truncated: bool, limits: Thresholds) -> Route:
+    if limits.asks_for_people(prediction):
+        return _escalate(Reason.HUMAN_REQUESTED, limits)
     if prediction.similarity < limits.oos_similarity:
         return _escalate(Reason.OUT_OF_SCOPE, limits)
     # A sensitive topic goes to people however unsure the classifier is that it is one.
@@ -210,8 +220,6 @@ def _single(prediction: Prediction, truncated: bool, limits: Thresholds) -> Rout
         return _escalate(Reason.LONG, limits)
     if prediction.confidence < limits.confidence:
         return _escalate(Reason.LOW_CONFIDENCE, limits)
-    if prediction.intent in limits.human_intents:
-        return _escalate(Reason.HUMAN_REQUESTED, limits)
     return _answer(prediction)
 
 
@@ -225,7 +233,7 @@ def _several(asks: list[Part], signals: Signals, limits: Thresholds) -> Route:
     for part in asks:
         if part.prediction.similarity >= limits.oos_similarity and part.prediction.intent in limits.sensitive_intents:
             return _escalate(Reason.SENSITIVE, limits)
-        if limits.confident(part.prediction) and part.prediction.intent in limits.human_intents:
+        if limits.asks_for_people(part.prediction):
             return _escalate(Reason.HUMAN_REQUESTED, limits)
     plausible = [
         part

@@ -53,9 +53,11 @@ def test_asking_for_a_person_wins_over_a_confident_answer() -> None:
     assert route == Route(Destination.PEOPLE, Reason.HUMAN_REQUESTED)
 
 
-def test_the_human_intent_needs_the_classifier_to_be_sure() -> None:
-    assert decide(signals("agent", prediction("talk-to-human", 0.9)), LIMITS).reason == Reason.HUMAN_REQUESTED
-    assert decide(signals("hi", prediction("talk-to-human", 0.2)), LIMITS).reason == Reason.LOW_CONFIDENCE
+def test_the_human_intent_needs_the_classifier_to_be_fairly_sure() -> None:
+    strict = Thresholds(0.95, 0.6, frozenset(), frozenset({"talk-to-human"}), parse_routes(""), "en")
+    agent = decide(signals("agent", prediction("talk-to-human", 0.7, similarity=0.5)), strict)
+    assert agent.reason == Reason.HUMAN_REQUESTED
+    assert decide(signals("hi", prediction("talk-to-human", 0.2)), strict).reason == Reason.LOW_CONFIDENCE
 
 
 def test_small_talk_is_answered_even_below_the_articles_confidence_bar() -> None:
