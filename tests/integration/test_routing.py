@@ -72,15 +72,14 @@ def test_a_request_for_a_person_gets_no_bot_answer_after_it_even_with_a_large_an
     deadline = time.monotonic() + 240
     draft: dict[str, object] | None = None
     while time.monotonic() < deadline and draft is None:
-        found = json.loads(
-            stack.manage(
-                "shell",
-                "-c",
-                "import json; from support.conversations.models import Message; "
-                f"print(json.dumps(list(Message.objects.filter(conversation_id='{conversation}', tier='large')"
-                ".values('delivered', 'reply_to__client_id'))))",
-            ).strip()
+        printed = stack.manage(
+            "shell",
+            "-c",
+            "import json; from support.conversations.models import Message; "
+            f"print(json.dumps(list(Message.objects.filter(conversation_id='{conversation}', tier='large')"
+            ".values('delivered', 'reply_to__client_id'))))",
         )
+        found = json.loads(printed.strip().splitlines()[-1])
         draft = found[0] if found else None
         if draft is None:
             time.sleep(1)
