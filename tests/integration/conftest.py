@@ -282,8 +282,11 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """Headless Chromium driven by Playwright; the browser tests skip, saying why, where it is missing."""
+    """Headless Chromium driven by Playwright; where it is missing the browser tests skip, saying why
+    (and fail under CI=true)."""
     if not CHROMIUM.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Chromium is not installed at {CHROMIUM}: CI must run the browser tests")
         pytest.skip(f"Chromium is not installed at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
