@@ -15,8 +15,8 @@ questions are flagged (bench/README.md has the figures and what the signal misse
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 _FRUSTRATION = re.compile(
@@ -77,9 +77,6 @@ NEGATIVE = -0.6
 # ...in a message of at least this many words.
 LONG_WORDS = 15
 
-_lock = threading.Lock()
-_analyzer: Any = None
-
 
 @dataclass(frozen=True)
 class Complaint:
@@ -89,15 +86,15 @@ class Complaint:
     sentiment: float
 
 
-def _sentiment(text: str) -> float:
-    global _analyzer
-    if _analyzer is None:
-        with _lock:
-            if _analyzer is None:
-                from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+@cache
+def _analyzer() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-                _analyzer = SentimentIntensityAnalyzer()
-    return float(_analyzer.polarity_scores(text)["compound"])
+    return SentimentIntensityAnalyzer()
+
+
+def _sentiment(text: str) -> float:
+    return float(_analyzer().polarity_scores(text)["compound"])
 
 
 def shouting(text: str) -> bool:

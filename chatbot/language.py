@@ -7,9 +7,9 @@ little, so a short message keeps the conversation's language instead of flipping
 
 from __future__ import annotations
 
-import threading
 import unicodedata
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 # A guess is trusted from this many letters in Latin-like scripts (and this many words), or from
@@ -24,28 +24,22 @@ MIN_OTHER_SCRIPT_LETTERS = 4
 # 97 % of other-language messages and flagged 4 of 9,062 English ones (bench/README.md).
 FOREIGN = 0.05
 HOME = 0.5
-_lock = threading.Lock()
-_identifier: Any = None
 
 
 @dataclass(frozen=True)
 class Guess:
     language: str
+    # How sure the model is of `language`, against the home language.
     probability: float
     # Long enough, and sure enough, to decide the message's language on its own.
     reliable: bool
-    # (probability: how sure the model is that the message is in `language`, against the home language)
 
 
+@cache
 def _model() -> Any:
-    global _identifier
-    if _identifier is None:
-        with _lock:
-            if _identifier is None:
-                from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
-                _identifier = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
-    return _identifier
+    return LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
 
 
 def _letters(text: str) -> tuple[int, int]:

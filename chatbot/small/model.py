@@ -347,10 +347,13 @@ def get_small_model() -> SmallModel:
 
 
 def warm_up_small_model() -> None:
-    """Load the encoder and the current artefact, and run one query so the first customer waits for nothing."""
+    """Load the encoder, the current artefact and the routing signals' models (language, sentiment), and
+    route one message, so the first customer waits for nothing."""
     global warmed_up
+    from chatbot.routing import Incoming, route_many
+
     try:
-        get_small_model().predict("hello")
+        route_many(get_small_model(), [Incoming("hello, where is my order? Also, how do I return it?")])
     except ModelNotTrained as exc:
         logger.warning("%s", exc)
     warmed_up = True
