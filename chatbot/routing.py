@@ -17,6 +17,8 @@ from chatbot.policy import Part, Route, Signals, Thresholds, decide
 from chatbot.routes import Destination, Reason
 from chatbot.small.model import Prediction, SmallModel
 
+MAX_SEGMENTS = 8
+
 
 @dataclass(frozen=True)
 class Incoming:
@@ -57,6 +59,9 @@ def route_many(model: SmallModel, messages: list[Incoming], thresholds: Threshol
         segments.split(message.text) if lang == limits.language else []
         for message, lang in zip(messages, languages, strict=True)
     ]
+    # Each segment is one more text for the encoder: a message of dozens of fragments is read whole
+    # (it is most likely too long for the small tier anyway), so no message costs more than MAX_SEGMENTS.
+    split = [pieces if len(pieces) <= MAX_SEGMENTS else [] for pieces in split]
     texts = [message.text for message in messages]
     for pieces in split:
         if len(pieces) > 1:

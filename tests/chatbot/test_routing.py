@@ -53,6 +53,10 @@ class TestRoutingWithTheDemoModel:
         routed = route(story)
         assert routed.route.reason == Reason.LONG
 
+    def test_a_message_of_many_fragments_is_read_whole_not_fragment_by_fragment(self) -> None:
+        routed = route("? ".join(["where is my order"] * 40))
+        assert routed.signals is not None and routed.signals.parts == ()
+
     def test_an_upset_customer_goes_to_people_even_when_an_article_matches(self) -> None:
         routed = route("Where is my order?? This is the third time I'm asking, absolutely ridiculous!")
         assert (routed.route.destination, routed.route.reason) == (Destination.PEOPLE, Reason.COMPLAINT)
