@@ -42,7 +42,7 @@ _FRUSTRATION = re.compile(
     r"|(?:(?:you|this|it)\s+(?:can't|cannot|can\s+not|couldn't|won't|aren't|are\s+not|isn't|is\s+not|didn't|don't)\s+(?:really\s+)?help(?:ing|ful)?)"
     r"|(?:not\s+(?:very\s+|really\s+|at\s+all\s+)?helpful)|unhelpful|no\s+help\s+at\s+all"
     r"|(?:ever\s+(?:using|use|buying|shopping|ordering)\s+(?:from\s+|with\s+)?(?:you|your|this)\w*\s+(?:\w+\s+)?again)"
-    r"|(?:no\s+respect\s+for)|unimpressed|unsatisfied|discontent(?:ed)?|(?:bad|poor|awful|horrible|terrible|worst)\s+(?:customer\s+)?(?:service|experience|exp)"
+    r"|(?:no\s+respect\s+for)|inaccura(?:te|cy|cies)|unimpressed|unsatisfied|discontent(?:ed)?|(?:bad|poor|awful|horrible|terrible|worst)\s+(?:customer\s+)?(?:service|experience|exp)"
     r"|(?:suck|sucks|sucked)|(?:w+h+y{3,})|seriously\s*[?!]{2,}"
     # Repeated contact and delay, stonewalling, and the language of a formal complaint.
     r"|(?:(?:numerous|multiple|several|countless|many|repeated)\s+(?:times|occasions|attempts|calls|emails|requests))"
