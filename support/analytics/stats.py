@@ -80,7 +80,9 @@ def compute_stats(date_from: date, date_to: date) -> dict[str, Any]:
     counts = customer.aggregate(messages=Count("id"), escalated=Count("id", filter=~Q(escalation_reason="")))
     messages: int = counts["messages"]
     by_tier = answers.aggregate(
-        **{f"n_{t}": Count("id", filter=Q(tier=t, delivered=True)) for t in _TIERS},
+        **{f"n_{t}": Count("id", filter=Q(tier=t, delivered=True)) for t in (Tier.LARGE, Tier.AGENT)},
+        # A multi-part message gets one small answer per part: it counts once, as one message answered.
+        **{f"n_{Tier.SMALL}": Count("reply_to", distinct=True, filter=Q(tier=Tier.SMALL, delivered=True))},
         # Undelivered drafts count in cost: the model ran and was paid for.
         **{f"usd_{t}": Sum("cost_usd", filter=Q(tier=t)) for t in (Tier.SMALL, Tier.LARGE)},
     )

@@ -131,3 +131,12 @@ def test_parse_range_rejects(from_str: str, to_str: str, message: str) -> None:
     with pytest.raises(ValueError) as error:
         parse_range(from_str, to_str)
     assert message in str(error.value)
+
+
+def test_a_multi_part_message_answered_in_two_parts_counts_as_one_small_answer(prices: None) -> None:
+    conversation = Conversation.objects.create()
+    question = make(conversation, at(11), Role.CUSTOMER, client_id="p1")
+    answer(question, at(11, second=1), Tier.SMALL, input_tokens=20)
+    answer(question, at(11, second=1), Tier.SMALL)
+    stats = compute_stats(*RANGE)
+    assert stats["messages"] == 1 and stats["answered"]["small"] == 1
