@@ -6,6 +6,7 @@ from django.conf import settings
 from django.conf.locale import LANG_INFO
 
 from chatbot.small.model import get_small_model
+from chatbot.smalltalk import builtin
 from support.conversations.models import Message, Role
 from support.knowledge.models import Article
 
@@ -19,11 +20,13 @@ LANGUAGE = " The customer writes in {name}: answer in {name}."
 
 
 def relevant_articles(question: str, k: int) -> list[Article]:
+    """The k articles whose examples are nearest the question. The model's built-in intents (small
+    talk, talk-to-human) have no article, so as many more intents are looked at."""
     model = get_small_model()
     vector = model.encoder.embed([question])[0]
-    slugs = [slug for slug, _ in model.nearest_intents(vector, k)]
+    slugs = [slug for slug, _ in model.nearest_intents(vector, k + len(builtin()))]
     by_slug = Article.objects.in_bulk(slugs, field_name="slug")
-    return [by_slug[slug] for slug in slugs if slug in by_slug]
+    return [by_slug[slug] for slug in slugs if slug in by_slug][:k]
 
 
 def language_name(code: str) -> str:

@@ -162,3 +162,11 @@ def test_the_large_model_is_told_to_answer_in_the_customers_language(
     assert (message.escalation_reason, message.language) == ("language", "fr")
     answer_with_large_model.apply(args=[message.id])
     assert "answer in French" in backend.calls[0][0]["content"]
+
+
+def test_the_prompt_always_gets_its_articles_even_when_small_talk_is_nearest(
+    knowledge_base: None, small_model_dir: object
+) -> None:
+    # "hello" is nearest the built-in greeting, which has no article: the prompt still gets three.
+    articles = prompts.relevant_articles("hello, can you help me", settings.TANDEM_RETRIEVAL_ARTICLES)
+    assert len(articles) == settings.TANDEM_RETRIEVAL_ARTICLES
