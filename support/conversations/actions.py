@@ -24,7 +24,7 @@ from chatbot.llm.base import Generation
 from chatbot.routes import Destination, Reason
 from chatbot.routing import Routed
 from support.conversations import broadcast, notices
-from support.conversations.models import Conversation, Event, Message, Owner, Role, Tier
+from support.conversations.models import PEOPLE_OWNERS, Conversation, Event, Message, Owner, Role, Tier
 from support.knowledge import answers
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class RoutingContext:
 
 def routing_context(conversation_id: uuid.UUID) -> RoutingContext:
     owner, language = Conversation.objects.values_list("owner", "language").get(pk=conversation_id)
-    return RoutingContext(owner not in (Owner.PEOPLE, Owner.HUMAN), language or None)
+    return RoutingContext(owner not in PEOPLE_OWNERS, language or None)
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ def _store_customer_message(
             stored = tuple(_answer_small(conversation, message, replies, routed.input_tokens, events))
         else:
             assert reason is not None
-            stored = (_escalate(conversation, message, Reason(reason), Destination(destination), events),)
+            stored = (_escalate(conversation, message, reason, destination, events),)
         events.save()
         return Posted(ack, duplicate=False, events=(ack, *stored))
 

@@ -19,6 +19,10 @@ class Owner(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+# The owners under which people answer the customer and the bots stay quiet.
+PEOPLE_OWNERS = frozenset({Owner.PEOPLE, Owner.HUMAN})
+
+
 class Role(models.TextChoices):
     CUSTOMER = "customer", "Customer"
     BOT = "bot", "Bot"
@@ -58,7 +62,7 @@ class Conversation(models.Model):
     @property
     def with_people(self) -> bool:
         """People own the conversation (an agent, or the queue waiting for one): no bot answers."""
-        return self.owner in (Owner.PEOPLE, Owner.HUMAN)
+        return self.owner in PEOPLE_OWNERS
 
 
 class Message(models.Model):
