@@ -38,7 +38,7 @@ _FRUSTRATION = re.compile(
     r"|(?:trading\s+standards|ombudsman|small\s+claims|legal\s+action|my\s+(?:lawyer|solicitor|attorney)|sue\s+you|chargeback\s+and\s+leave)"
     r"|(?:(?:speak|talk)\s+to\s+(?:a|your|the)\s+(?:manager|supervisor|boss))"
     r"|complain(?:t|ts|ing|ed)?|grievance"
-    r"|(?:(?:file|lodge|make|submit|raise)\s+(?:a\s+|an\s+)?(?:consumer\s+|customer\s+|formal\s+)?claim\s+against)"
+    r"|claims?\s+against|(?:consumer|customer|formal)\s+claims?|reclamations?"
     r"|(?:(?:you|this|it)\s+(?:can't|cannot|can\s+not|couldn't|won't|aren't|are\s+not|isn't|is\s+not|didn't|don't)\s+(?:really\s+)?help(?:ing|ful)?)"
     r"|(?:not\s+(?:very\s+|really\s+|at\s+all\s+)?helpful)|unhelpful|no\s+help\s+at\s+all"
     r"|(?:ever\s+(?:using|use|buying|shopping|ordering)\s+(?:from\s+|with\s+)?(?:you|your|this)\w*\s+(?:\w+\s+)?again)"

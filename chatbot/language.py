@@ -58,7 +58,11 @@ def _letters(text: str) -> tuple[int, int]:
 
 def detect(text: str, home: str) -> Guess:
     """The message's language, judged against `home` (the knowledge base's language)."""
-    ranked = _model().rank(text)
+    # Shouted text is read in lower case: the model learnt its n-grams from ordinary writing, and
+    # capitals alone made a shouted English complaint look like Nigerian Pidgin.
+    letters = [character for character in text if character.isalpha()]
+    shouted = sum(character.isupper() for character in letters) > 0.5 * len(letters)
+    ranked = _model().rank(text.lower() if shouted else text)
     best, best_probability = ranked[0]
     home_probability = next((float(p) for language, p in ranked if language == home), 0.0)
     latin, other = _letters(text)

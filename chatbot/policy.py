@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from rapidfuzz import process
+from rapidfuzz.distance import DamerauLevenshtein
 
 from chatbot.complaint import Complaint
 from chatbot.routes import Destination, Reason
@@ -151,32 +153,73 @@ _PERSON = (
     r"(?:a\s+|an\s+|some\s+|the\s+|your\s+|one\s+of\s+your\s+)?(?:real\s+|live\s+|actual\s+)?"
     r"(?:human(?:\s+being|\s+agent)?|person|agent|someone|somebody|representative|rep|operator|employee|"
     r"member\s+of\s+(?:staff|your\s+team)|staff\s+member|customer\s+(?:service|support)\s+(?:agent|rep\w*|person)|"
-    r"advisor|adviser|colleague|manager|support\s+team)"
+    r"advisor|adviser|assistant|colleague|manager|support\s+team)"
 )
 _HUMAN_REQUEST = re.compile(
     r"\b(?:"
-    r"(?:talk|speak|chat)(?:ing)?\s+(?:to|with)\s+" + _PERSON + r"(?!\s+(?:about|for\s+my|fee))"
+    r"(?:talk|speak|chat|chatt)(?:ing)?\s+(?:to|with)\s+" + _PERSON + r"(?!\s+(?:about|for\s+my|fee))"
     r"|(?:connect|transfer|put|pass|forward|hand|send|escalate)\s+(?:me|this|it|my\s+\w+)\s+"
     r"(?:over\s+)?(?:to|through\s+to|with|on\s+to)\s+"
     + _PERSON
     + r"|(?:put\s+me\s+in\s+touch\s+with|get\s+me|give\s+me|"
     r"i\s+(?:want|need|would\s+like|'d\s+like)\s+(?:to\s+have\s+)?)\s*"
     r"(?:a|an|some)\s+(?:real\s+|live\s+|actual\s+)?(?:human|person|agent|operator|representative)"
-    r"|(?:contact|reach)\s+(?:a\s+|an\s+)?(?:real\s+|live\s+)?"
-    r"(?:human|person|agent|operator|representative|someone|somebody)"
+    r"|(?:contact|reach)(?:ing)?\s+(?:a\s+|an\s+)?(?:real\s+|live\s+)?"
+    r"(?:human|person|agent|operator|representative|assistant|someone|somebody)"
     r"|(?:help|assistance|support)\s+from\s+(?:a\s+|an\s+)?(?:real\s+|live\s+)?(?:human|person|agent)"
     r"|(?:transfer|forward|hand|pass)\s+(?:\w+\s+){0,3}?(?:to|over\s+to)\s+(?:a\s+|an\s+|your\s+)?(?:human|person|agent|team|operator)\b"
     r"|(?:real|live|actual)\s+(?:human|person|agent)"
     r"|human\s+(?:please|agent|being|support|help)|(?:agent|operator|representative)\s+please"
     r"|(?:not|rather\s+not|don't\s+want\s+to)\s+(?:talk|speak|chat)(?:ing)?\s+(?:to|with)\s+a\s+(?:bot|machine|robot|computer)"
-    r"|(?:are\s+there|is\s+there)\s+(?:any\s+)?(?:humans?|people|persons?|someone|anyone)\s+(?:available|working|there|i\s+can)"
+    r"|(?:are\s+there|is\s+there)\s+(?:also\s+|any\s+)?(?:humans?|people|persons?|someone|anyone)\s+(?:available|working|there|i\s+can)"
+    r"|(?:humans?|persons?|agents?|operators?|representatives?|someone|somebody)\s+(?:available|around\s+to\s+help|online)"
+    r"|real\s+(?:\w+\s+)?(?:employee|staff|member\s+of\s+staff)"
+    r"|(?:do\s+not|don't|dont)\s+(?:like|want)\s+(?:to\s+)?(?:talk|speak|chat)(?:ing)?\s+(?:to|with)\s+(?:a\s+|the\s+)?(?:bot|machine|robot|computer)"
+    r"|(?:talk|speak|chat)(?:ing)?\s+(?:to|with)\s+(?:a\s+|the\s+|this\s+)?(?:bot|machine|robot|computer)\s+is\s+(?:\w+\s+)?(?:stupid|useless|pointless|annoying|frustrating|a\s+waste)"
     r")",
     re.IGNORECASE,
 )
+# Misspelt key words ("hman agent", "contacy an operator", "chattinb with …") are read as the word they
+# nearly are before the expression above looks at the message: one typing slip (an edit, or two
+# letters swapped) in a word of five letters or more.
+_KEY_WORDS = (
+    "human",
+    "humans",
+    "person",
+    "agent",
+    "operator",
+    "representative",
+    "someone",
+    "somebody",
+    "contact",
+    "contacting",
+    "speak",
+    "talking",
+    "speaking",
+    "chatting",
+    "connect",
+    "transfer",
+    "employee",
+    "available",
+)
+# Real words one slip from a key word, which must stay themselves.
+_NOT_SLIPS = frozenset({"contract", "persons", "agents", "humane", "connects", "transfers", "steak", "sneak"})
+_LETTERS = re.compile(r"[A-Za-z]{4,}")
+
+
+def _slip(match: re.Match[str]) -> str:
+    word = match.group(0)
+    lowered = word.lower()
+    if lowered in _KEY_WORDS or lowered in _NOT_SLIPS:
+        return word
+    found = process.extractOne(lowered, _KEY_WORDS, scorer=DamerauLevenshtein.distance, score_cutoff=1)
+    if found is None or len(found[0]) < 5:
+        return word
+    return str(found[0])
 
 
 def asks_for_human(text: str) -> bool:
-    return bool(_HUMAN_REQUEST.search(text))
+    return bool(_HUMAN_REQUEST.search(text) or _HUMAN_REQUEST.search(_LETTERS.sub(_slip, text)))
 
 
 def decide(signals: Signals, thresholds: Thresholds | None = None) -> Route:

@@ -28,6 +28,14 @@ _THANKS = re.compile(
 )
 # Sentence ends: . ! ? (not inside numbers such as 2.5) followed by space.
 _SENTENCE = re.compile(r"(?<=[.!?])(?<!\d\.)\s+")
+# A sentence end with no stop: a capitalised question word after a lower-case word ("… this morning Is
+# there a limit?"). People who skip the full stop still capitalise the next sentence (case-sensitive on
+# purpose); both sides must be sentences of their own (MIN_SENTENCE_WORDS), not "Where Is the code?".
+_UNSTOPPED = re.compile(
+    r"(?<=[a-z0-9,])\s+(?=(?:Is|Are|How|What|Where|When|Why|Which|Who|Can|Could|Do|Does|Did|Will|Would|Should|"
+    r"Am|Was|Were|Has|Have)\s)"
+)
+MIN_SENTENCE_WORDS = 3
 # Words that open a further question when they start a clause or sentence.
 _CONNECTOR_START = re.compile(
     r"^(?:and\s+also|also|plus|oh\s+and|and\s+another\s+thing|another\s+thing|one\s+more\s+thing|and\s+one\s+more\s+thing|"
@@ -85,13 +93,26 @@ def split(text: str) -> list[Segment]:
         text = text[: thanks.start()]
     lines = [line for line in re.split(r"\s*\n+\s*", text) if line.strip()]
     for line_number, line in enumerate(lines):
-        for sentence_number, sentence in enumerate(_SENTENCE.split(line)):
+        for sentence_number, sentence in enumerate(_sentences(line)):
             _add_sentence(pieces, sentence, new_line=line_number > 0 and sentence_number == 0)
     if tail:
         pieces.append((tail, False))
     if not pieces:
         return [Segment(text, False, is_question(text))]
     return [Segment(piece, joined, is_question(piece)) for piece, joined in pieces]
+
+
+def _sentences(line: str) -> list[str]:
+    found: list[str] = []
+    for sentence in _SENTENCE.split(line):
+        start = 0
+        for boundary in _UNSTOPPED.finditer(sentence):
+            before, after = sentence[start : boundary.start()], sentence[boundary.end() :]
+            if words(before) >= MIN_SENTENCE_WORDS and words(after) >= MIN_SENTENCE_WORDS:
+                found.append(before)
+                start = boundary.end()
+        found.append(sentence[start:])
+    return found
 
 
 def _add_sentence(pieces: list[tuple[str, bool]], sentence: str, new_line: bool) -> None:

@@ -14,6 +14,7 @@ from chatbot.complaint import assess, shouting
         "WHERE IS MY ORDER I HAVE BEEN WAITING FOR WEEKS",
         "This is ridiculous, I want to make a formal complaint",
         "you guys are a joke",
+        "I want to file a claim against your company",
     ],
 )
 def test_complaints_and_frustration_are_recognised(text: str) -> None:
@@ -29,6 +30,7 @@ def test_complaints_and_frustration_are_recognised(text: str) -> None:
         "I still have not received my new card",
         "How do I get a refund for a faulty kettle?",
         "Can I use my PIN at an ATM abroad?",
+        "How do I claim a refund?",
     ],
 )
 def test_routine_problems_are_not_complaints(text: str) -> None:

@@ -8,6 +8,16 @@ def test_english_questions_are_english() -> None:
         assert detect(text, "en").language == "en", text
 
 
+def test_shouted_english_is_english() -> None:
+    # A complaint from the CFPB's database: in its capitals the model took it for Nigerian Pidgin.
+    text = (
+        "THESE BUREAUS ARE FALSLEY REPORTING ALLEGED DEBT WHICH IS A FCDRA SECTION 807 VIOLATION ''15 USC 1692e ''. "
+        "THE ALLEGED DEBT CAN NOT BE VERIFIED ANDI HAVE YET TO RECEIVE A REPONSE AFTER 30 DAYS WHICHN IS ANOTHER "
+        "VIOLATION UNDER THE FCRA."
+    )
+    assert detect(text, "en").language == "en"
+
+
 def test_a_long_enough_message_in_another_language_is_recognised_reliably() -> None:
     guess = detect("Bonjour, je voudrais changer l'adresse de livraison de ma commande", "en")
     assert guess.language == "fr" and guess.reliable

@@ -171,8 +171,19 @@ def test_the_default_routing_table_is_the_documented_one() -> None:
         ("I want to talk to a real person", True),
         ("connect me to an agent", True),
         ("human please", True),
+        # One typing slip in a key word.
+        ("how can I speak with a hman agent?", True),
+        ("help me contacy an operator", True),
+        ("help chattinb with an operator", True),
+        # Wordings without "talk to a person".
+        ("is there any human available?", True),
+        ("I don't like to talk to a machine", True),
+        ("talking to a bot is pointless", True),
+        ("I'd rather speak with a real company employee", True),
         ("what are your agent fees for trade accounts", False),
         ("is this product safe for humans", False),
+        ("I want to talk about my contract", False),
+        ("Is my card available in Spain?", False),
     ],
 )
 def test_requests_for_a_person_are_recognised(text: str, expected: bool) -> None:

@@ -55,3 +55,14 @@ def test_a_connector_marks_the_second_part_as_a_further_request() -> None:
 
 def test_a_decimal_point_is_not_a_sentence_end() -> None:
     assert len(split("Why does my transfer take 2.5 days?")) == 1
+
+
+def test_a_missing_full_stop_before_a_capitalised_question_still_ends_a_sentence() -> None:
+    assert texts("I want to cancel what I did this morning Is there a limit for top-ups?") == [
+        "I want to cancel what I did this morning",
+        "Is there a limit for top-ups?",
+    ]
+
+
+def test_a_capitalised_question_word_inside_a_short_question_is_not_a_sentence_end() -> None:
+    assert len(split("Where Is the top up verification code found?")) == 1
