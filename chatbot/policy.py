@@ -218,7 +218,18 @@ def _slip(match: re.Match[str]) -> str:
     return str(found[0])
 
 
+# "Are you a real person?" asks what the assistant is (small talk, answered honestly with how to reach a
+# person), not for a person: such a question is taken out before the expression looks.
+_WHAT_ARE_YOU = re.compile(
+    r"\b(?:are\s+you|you\s+are|you're|is\s+this|am\s+i\s+(?:talking|speaking|chatting)\s+(?:to|with))\s+"
+    r"(?:a\s+|an\s+)?(?:real\s+|live\s+|actual\s+)?(?:human(?:\s+being)?|person|bot|robot|machine)\b"
+    r"(?:\s+or\s+(?:a\s+|an\s+)?(?:real\s+|live\s+|actual\s+)?\w+)?",
+    re.IGNORECASE,
+)
+
+
 def asks_for_human(text: str) -> bool:
+    text = _WHAT_ARE_YOU.sub(" ", text)
     return bool(_HUMAN_REQUEST.search(text) or _HUMAN_REQUEST.search(_LETTERS.sub(_slip, text)))
 
 
@@ -286,14 +297,22 @@ def _several(asks: list[Part], signals: Signals, limits: Thresholds) -> Route:
     ]
     intents = list(dict.fromkeys(part.prediction.intent for part in plausible))
     joined = any(part.joined for part in asks)
-    # Without a word that marks a further request ("also", "another thing", a new line …), a whole
-    # message the classifier is sure of is one request told in several sentences.
-    if len(intents) >= 2 and (joined or not limits.confident(signals.whole)):
+    # A question of its own that the classifier is sure is about something else than the whole message.
+    asked_apart = any(
+        part.question and limits.confident(part.prediction) and part.prediction.intent != signals.whole.intent
+        for part in asks
+    )
+    # Without a word that marks a further request ("also", "another thing", a new line …) or such a
+    # question, a whole message the classifier is sure of is one request told in several sentences.
+    if len(intents) >= 2 and (joined or asked_apart or not limits.confident(signals.whole)):
         # Several requests: answered only when each is confidently routine, never one answered and one
         # dropped.
         strong = [part for part in plausible if limits.confident(part.prediction)]
         weak_requests = [part for part in asks if part not in strong and (part.question or part.joined)]
-        if len(strong) == len(plausible) and not weak_requests:
+        # Only a separate question tells it apart (no marker, and the classifier is sure of the whole):
+        # it may be one request after all, so rather than answer two things the large model reads it.
+        marked = joined or not limits.confident(signals.whole)
+        if len(strong) == len(plausible) and not weak_requests and marked:
             return _answer(*(part.prediction for part in strong))
         return _escalate(Reason.MULTI_PART, limits)
     # One request, perhaps with context around it: decided on the whole message. (Answering instead the

@@ -104,6 +104,18 @@ def test_a_context_sentence_before_the_question_is_not_a_second_question() -> No
     assert route == answered("delivery-costs")
 
 
+def test_a_second_question_about_something_else_escalates_even_when_the_whole_looks_like_one_request() -> None:
+    # No word marks a further request and the classifier is sure of the whole message, but the second
+    # sentence is a question of its own, surely about another topic: not answered in half.
+    parts = (
+        Part("I want to cancel what I did this morning", prediction("cancel-transfer", 0.7)),
+        Part("Is there a limit for top-ups?", prediction("top-up-limits", 0.97), question=True),
+    )
+    text = "I want to cancel what I did this morning Is there a limit for top-ups?"
+    route = decide(signals(text, prediction("cancel-transfer", 0.99), parts=parts), LIMITS)
+    assert route == Route(Destination.LARGE, Reason.MULTI_PART)
+
+
 def test_a_sensitive_part_sends_a_multi_part_message_to_people() -> None:
     parts = (
         Part("where is my order?", prediction("track-order", 0.95), question=True),
@@ -182,6 +194,9 @@ def test_the_default_routing_table_is_the_documented_one() -> None:
         ("I'd rather speak with a real company employee", True),
         ("what are your agent fees for trade accounts", False),
         ("is this product safe for humans", False),
+        # Asking what the assistant is: small talk, not a request.
+        ("tell me if you are a real person or an ai", False),
+        ("are you a real person?", False),
         ("I want to talk about my contract", False),
         ("Is my card available in Spain?", False),
     ],
