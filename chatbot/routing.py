@@ -41,7 +41,8 @@ class Routed:
 
 
 def unavailable(thresholds: Thresholds) -> Routed:
-    """The small model cannot run (not trained yet): the message goes where this reason routes."""
+    """The small model cannot run (not trained yet, or it failed on this message): the message goes where
+    this reason routes."""
     reason = Reason.MODEL_UNAVAILABLE
     return Routed(Route(thresholds.routes.get(reason, Destination.LARGE), reason), None, None, None, 0)
 

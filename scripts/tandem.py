@@ -286,10 +286,11 @@ def asgi_server(
         # Chat frames are a few hundred bytes: compressing them costs more than it saves.
         "--ws-per-message-deflate",
         "false",
-        # A customer's message is at most 2,000 characters (refused with a clear error frame above
-        # that); a frame far larger than any message is closed by the server without buffering 16 MB.
+        # A customer's message is at most 2,000 characters, and a frame over 32 K characters gets a
+        # clear error frame (support/conversations/protocol.py) with the socket left open. Only a frame
+        # over 1 MiB is closed by the server itself (code 1009), without buffering uvicorn's default 16 MB.
         "--ws-max-size",
-        "65536",
+        "1048576",
         # Channels' router speaks HTTP and WebSocket only.
         "--lifespan",
         "off",

@@ -64,13 +64,28 @@ class MicroBatcher:
             try:
                 results = await loop.run_in_executor(self._executor, _route_many, messages)
             except Exception as error:  # noqa: BLE001 - every waiting caller must hear about it
+                if len(batch) == 1:
+                    if not batch[0].future.done():
+                        batch[0].future.set_exception(error)
+                    continue
+                # One bad message must not fail the others that happened to share its batch: each is
+                # routed again on its own, and only the one that fails again hears about it.
                 for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(error)
+                    await self._route_alone(request)
                 continue
             for request, result in zip(batch, results, strict=True):
                 if not request.future.done():
                     request.future.set_result(result)
+
+    async def _route_alone(self, request: _Request) -> None:
+        try:
+            [result] = await asyncio.get_running_loop().run_in_executor(self._executor, _route_many, [request.message])
+        except Exception as error:  # noqa: BLE001 - the caller decides what a failure means
+            if not request.future.done():
+                request.future.set_exception(error)
+            return
+        if not request.future.done():
+            request.future.set_result(result)
 
 
 def _route_many(messages: list[Incoming]) -> list[Routed]:

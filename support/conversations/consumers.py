@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,7 +17,17 @@ from chatbot.routing import Incoming, Routed, unavailable
 from chatbot.small import batching
 from chatbot.small.model import ModelNotTrained
 from support.conversations import actions, broadcast
-from support.conversations.protocol import FrameError, error_frame, parse_after, parse_client_frame, session_frame
+from support.conversations.protocol import (
+    SERVER_ERROR,
+    CustomerMessage,
+    FrameError,
+    error_frame,
+    parse_after,
+    parse_client_frame,
+    session_frame,
+)
+
+logger = logging.getLogger(__name__)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -60,15 +71,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except FrameError as error:
             await self._send(error_frame(error.code, error.message, error.client_id))
             return
+        try:
+            await self._receive_message(frame)
+        except Exception:
+            # Whatever went wrong, this socket stays open and the customer hears about it; the message
+            # is stored at most once (its id makes a retry idempotent), so sending it again is safe.
+            logger.exception("A customer message failed in conversation %s", self.conversation_id)
+            await self._send(error_frame(SERVER_ERROR, "Something went wrong; please send it again.", frame.client_id))
+
+    async def _receive_message(self, message: CustomerMessage) -> None:
         context = await database_sync_to_async(actions.routing_context)(self.conversation_id)
         # Classified only while the bot answers this conversation (people answer it otherwise).
-        routed = await self._route(frame.text, context.language) if context.bot_answers else None
+        routed = await self._route(message.text, context.language) if context.bot_answers else None
         post = database_sync_to_async(actions.post_customer_message)
-        posted = await post(self.conversation_id, frame.client_id, frame.text, routed, self.channel_name)
+        posted = await post(self.conversation_id, message.client_id, message.text, routed, self.channel_name)
         if posted.needs_routing:
             # An agent handed the conversation back in between: the bot answers after all.
-            routed = await self._route(frame.text, context.language)
-            posted = await post(self.conversation_id, frame.client_id, frame.text, routed, self.channel_name)
+            routed = await self._route(message.text, context.language)
+            posted = await post(self.conversation_id, message.client_id, message.text, routed, self.channel_name)
         if posted.duplicate:
             # Only this socket asked again; the stored ack is not a new event for the others.
             await self._send(posted.ack)
@@ -81,6 +101,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             return await batching.route(Incoming(text, language))
         except ModelNotTrained:
+            return unavailable(Thresholds.current())
+        except Exception:
+            # The small model could not read this message: it is stored and escalated like any message
+            # the small model cannot answer, never dropped.
+            logger.exception("The small model failed on a message in conversation %s", self.conversation_id)
             return unavailable(Thresholds.current())
 
     async def chat_frame(self, event: dict[str, Any]) -> None:

@@ -6,12 +6,25 @@ The full protocol is described in docs/protocol.md.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 
 MAX_CLIENT_ID_CHARS = 100
+# A frame longer than this is refused before it is parsed. The longest valid message frame is 2,000
+# characters of text written as JSON escapes (12 characters for an emoji) plus its id: under 32 K. The
+# server itself closes frames over 1 MiB (scripts/tandem.py, --ws-max-size) without reading them.
+MAX_FRAME_CHARS = 32 * 1024
+# Characters that are not text: C0 and C1 control characters except tab, line feed and carriage return,
+# and unpaired surrogates (valid JSON escapes, but not Unicode text: no database, tokenizer or UTF-8
+# encoder takes them).
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+# The error code of a frame that was valid but could not be handled (the server failed): send it again.
+SERVER_ERROR = "server_error"
 
 
 class FrameError(Exception):
@@ -28,17 +41,25 @@ class CustomerMessage:
     text: str
 
 
+def _no_constants(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_client_frame(raw: str | None) -> CustomerMessage:
     if raw is None:
         raise FrameError("invalid_json", "Frames must be JSON text, not binary.")
+    if len(raw) > MAX_FRAME_CHARS:
+        raise FrameError("frame_too_large", f"A frame must be at most {MAX_FRAME_CHARS} characters.")
     try:
-        frame = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+        # ValueError covers malformed JSON, NaN and Infinity, and integers too long to convert (over
+        # 4,300 digits); RecursionError, nesting too deep to parse.
+        frame = json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
         raise FrameError("invalid_json", "The frame is not valid JSON.") from None
     if not isinstance(frame, dict):
         raise FrameError("invalid_frame", "A frame must be a JSON object.")
     client_id = frame.get("id")
-    client_id = client_id if isinstance(client_id, str) else None
+    client_id = client_id if isinstance(client_id, str) and not _NOT_TEXT.search(client_id) else None
     frame_type = frame.get("type")
     if frame_type is None:
         raise FrameError("missing_field", 'The frame has no "type".', client_id)
@@ -47,12 +68,21 @@ def parse_client_frame(raw: str | None) -> CustomerMessage:
     if "id" not in frame:
         raise FrameError("missing_field", 'A message needs an "id".')
     if client_id is None or not client_id.strip() or len(client_id) > MAX_CLIENT_ID_CHARS:
-        raise FrameError("invalid_id", f'"id" must be a non-empty string of at most {MAX_CLIENT_ID_CHARS} characters.')
+        raise FrameError(
+            "invalid_id",
+            f'"id" must be a non-empty string of at most {MAX_CLIENT_ID_CHARS} characters, with no control characters.',
+        )
     if "text" not in frame:
         raise FrameError("missing_field", 'A message needs a "text".', client_id)
     text = frame["text"]
     if not isinstance(text, str):
         raise FrameError("invalid_text", '"text" must be a string.', client_id)
+    if _NOT_TEXT.search(text):
+        raise FrameError(
+            "invalid_text",
+            '"text" holds characters that are not text (control characters or unpaired surrogates).',
+            client_id,
+        )
     text = text.strip()
     if not text:
         raise FrameError("empty_text", "The message is empty.", client_id)

@@ -26,12 +26,30 @@ def test_a_valid_message_is_parsed_and_trimmed() -> None:
         ('{"type": "message", "id": "a", "text": null}', "invalid_text"),
         ('{"type": "message", "id": "a", "text": "\\n\\t "}', "empty_text"),
         (json.dumps({"type": "message", "id": "a", "text": "é" * 2001}), "text_too_long"),
+        ('{"type": "message", "id": "a", "text": "\\ud800"}', "invalid_text"),
+        (json.dumps({"type": "message", "id": "a", "text": "a\x00b"}), "invalid_text"),
+        (json.dumps({"type": "message", "id": "a", "text": "a\x7fb"}), "invalid_text"),
+        ('{"type": "message", "id": "\\udc00", "text": "hi"}', "invalid_id"),
+        ('{"type": "message", "id": "a", "text": "hi", "n": ' + "1" * 5000 + "}", "invalid_json"),
+        ('{"type": "message", "id": "a", "text": "hi", "n": NaN}', "invalid_json"),
+        ("[" * 10_000 + "]" * 10_000, "invalid_json"),
+        (json.dumps({"type": "message", "id": "a", "text": "a" * 40_000}), "frame_too_large"),
     ],
 )
 def test_bad_frames_are_named(raw: str | None, code: str) -> None:
     with pytest.raises(FrameError) as error:
         parse_client_frame(raw)
     assert error.value.code == code
+
+
+def test_line_breaks_tabs_and_every_script_are_text() -> None:
+    text = "Première ligne\n\tзаказ 注文 🙂"
+    assert parse_client_frame(json.dumps({"type": "message", "id": "a", "text": text})).text == text
+
+
+def test_the_longest_message_fits_in_a_frame_even_written_as_escapes() -> None:
+    raw = json.dumps({"type": "message", "id": "x" * 100, "text": "🙂" * 2000})  # 12 characters an emoji
+    assert len(parse_client_frame(raw).text) == 2000
 
 
 def test_exactly_2000_characters_is_allowed() -> None:

@@ -199,8 +199,8 @@ class ChatClient:
     def token(self) -> str:
         return str(self.session["token"])
 
-    def send(self, frame: dict[str, Any] | str) -> None:
-        self.socket.send(frame if isinstance(frame, str) else json.dumps(frame))
+    def send(self, frame: dict[str, Any] | str | bytes) -> None:
+        self.socket.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
 
     def ask(self, client_id: str, text: str) -> None:
         self.send({"type": "message", "id": client_id, "text": text})
