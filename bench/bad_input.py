@@ -1,6 +1,7 @@
 """A flood of malformed frames against a running Tandem server, with ordinary customers asking at the same
 time (start the server with `python3 scripts/tandem.py run`).
 
+    TANDEM_CLIENT_IP_HEADER=X-Forwarded-For python3 scripts/tandem.py run      # then:
     .venv/bin/python bench/bad_input.py --server http://localhost:8000 --frames 10000 --sockets 20 --chats 20
 
 --sockets connections share --frames malformed frames of every kind in tests/malformed.py (lone
@@ -9,7 +10,11 @@ each sent in order, and check that every one is answered by an `error` frame wit
 and that no socket is dropped. Meanwhile --chats customers each ask --messages routine questions and
 wait for the answers. Prints the counts: frames sent, errors received, wrong codes, sockets dropped,
 `server_error` frames, and the ordinary customers' questions answered and their p50/p99 round trip.
-Only loopback addresses are meant here.
+Each socket sends its own X-Forwarded-For address, as customers behind a reverse proxy would: start the
+server with TANDEM_CLIENT_IP_HEADER=X-Forwarded-For, or flood control counts every client of this script
+as one address. Malformed frames are refused for what they are, never as `rate_limited`; the ordinary
+customers wait out any `rate_limited` (retry_after) and send again, as the widget does. Only loopback
+addresses are meant here.
 """
 
 from __future__ import annotations
@@ -36,10 +41,16 @@ ROUTINE = ["How do I reset my password?", "How do I get a VAT invoice?", "Do you
 WINDOW = 50
 
 
+def headers(number: int) -> dict[str, str]:
+    return {"X-Forwarded-For": f"10.{number // 65536 % 256}.{number // 256 % 256}.{number % 256}"}
+
+
 async def flood(url: str, origin: str, frames: int, offset: int, tally: Counter[str]) -> None:
     kinds = [MALFORMED[(offset + index) % len(MALFORMED)] for index in range(frames)]
     try:
-        async with connect(url, origin=Origin(origin), open_timeout=60, max_size=None) as socket:
+        async with connect(
+            url, origin=Origin(origin), open_timeout=60, max_size=None, additional_headers=headers(offset + 1)
+        ) as socket:
             await asyncio.wait_for(socket.recv(), 60)  # the session frame
             sent = 0
             for received, (_, _, code) in enumerate(kinds):
@@ -62,19 +73,26 @@ async def flood(url: str, origin: str, frames: int, offset: int, tally: Counter[
         tally[f"failed: {type(error).__name__}"] += 1
 
 
-async def customer(url: str, origin: str, messages: int, timings: list[float], tally: Counter[str]) -> None:
+async def customer(
+    url: str, origin: str, number: int, messages: int, timings: list[float], tally: Counter[str]
+) -> None:
     try:
-        async with connect(url, origin=Origin(origin), open_timeout=60) as socket:
+        async with connect(url, origin=Origin(origin), open_timeout=60, additional_headers=headers(number)) as socket:
             await asyncio.wait_for(socket.recv(), 60)
             for index in range(messages):
                 client_id = uuid.uuid4().hex
                 started = time.perf_counter()
-                await socket.send(json.dumps({"type": "message", "id": client_id, "text": ROUTINE[index % 3]}))
+                frame_text = json.dumps({"type": "message", "id": client_id, "text": ROUTINE[index % 3]})
+                await socket.send(frame_text)
                 while True:
                     frame = json.loads(await asyncio.wait_for(socket.recv(), 60))
                     if frame["type"] in ("answer", "escalated") and frame.get("reply_to") == client_id:
                         break
-                    if frame["type"] == "error":
+                    if frame["type"] == "error" and frame.get("code") == "rate_limited":
+                        tally["customer waits (rate_limited)"] += 1
+                        await asyncio.sleep(frame["retry_after"])
+                        await socket.send(frame_text)
+                    elif frame["type"] == "error":
                         tally["customer errors"] += 1
                 timings.append((time.perf_counter() - started) * 1000)
                 tally["answered"] += 1
@@ -97,7 +115,7 @@ async def main() -> None:
     started = time.perf_counter()
     await asyncio.gather(
         *(flood(url, args.server, share + (i < extra), i, tally) for i in range(args.sockets)),
-        *(customer(url, args.server, args.messages, timings, tally) for _ in range(args.chats)),
+        *(customer(url, args.server, 100_000 + i, args.messages, timings, tally) for i in range(args.chats)),
     )
     elapsed = time.perf_counter() - started
     timings.sort()
@@ -113,7 +131,7 @@ async def main() -> None:
         p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
         latency = f"p50 {statistics.median(timings):.1f} ms, p99 {p99:.1f} ms"
     print(f"ordinary customers: {tally['answered']} / {asked} questions answered, {latency}")
-    others = {key: value for key, value in tally.items() if "failed" in key or key == "customer errors"}
+    others = {key: value for key, value in tally.items() if "failed" in key or key.startswith("customer ")}
     if others:
         print("  also:", others)
 

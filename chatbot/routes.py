@@ -31,6 +31,9 @@ class Reason(StrEnum):
     MODEL_UNAVAILABLE = "model_unavailable"
     # The large model gave up for good after its retries.
     LARGE_MODEL_FAILED = "large_model_failed"
+    # The conversation has used its share of large-model answers lately, or too many conversations wait
+    # for the large model already (flood control).
+    ESCALATION_LIMIT = "escalation_limit"
 
 
 DEFAULT_DESTINATIONS: dict[Reason, Destination] = {
@@ -45,10 +48,13 @@ DEFAULT_DESTINATIONS: dict[Reason, Destination] = {
     Reason.COMPLAINT: Destination.PEOPLE,
     # Nothing else can answer it: the large model already failed.
     Reason.LARGE_MODEL_FAILED: Destination.PEOPLE,
+    # The point is not to call the large model.
+    Reason.ESCALATION_LIMIT: Destination.PEOPLE,
 }
 
-# Reasons whose destination settings may not change: a failed large model cannot be asked again.
-FIXED = frozenset({Reason.LARGE_MODEL_FAILED})
+# Reasons whose destination settings may not change: a failed large model cannot be asked again, and
+# one over its budget must not be.
+FIXED = frozenset({Reason.LARGE_MODEL_FAILED, Reason.ESCALATION_LIMIT})
 
 
 def parse_routes(raw: str) -> dict[Reason, Destination]:

@@ -10,6 +10,7 @@ import os
 from urllib.parse import parse_qs, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
+from limits import RateLimitItem, parse_many
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -69,6 +70,20 @@ def envlist(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def envrates(name: str, default: str) -> list[RateLimitItem]:
+    """Rate limits such as "10 per 10 seconds; 60 per hour" (the `limits` library's notation); "off" or
+    empty for none."""
+    raw = os.environ.get(name, default).strip()
+    if raw.lower() in {"", "off", "none"}:
+        return []
+    try:
+        return list(parse_many(raw))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f'{name} must be rates such as "10 per 10 seconds; 60 per hour" (or "off"), got {raw!r}'
+        ) from None
 
 
 def database_from_url(url: str) -> dict[str, object]:

@@ -18,6 +18,7 @@ from support.env import (
     envint,
     envlist,
     envoptfloat,
+    envrates,
     envstr,
     sqlite_database,
 )
@@ -146,6 +147,25 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ROUTES = {"support.conversations.tasks.*": {"queue": "large"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
+
+# --- Flood control (support/conversations/flood.py; docs/protocol.md, "rate_limited") --------------------
+# Rates in the `limits` notation ("10 per 10 seconds; 60 per hour"), or "off". A customer types a
+# message every few seconds at most; a burst of dozens is a script.
+TANDEM_LIMIT_SOCKET_MESSAGES = envrates("TANDEM_LIMIT_SOCKET_MESSAGES", "8 per 10 seconds; 60 per 10 minutes")
+# Per client address, across every server process (an office behind one address has many customers).
+TANDEM_LIMIT_ADDRESS_MESSAGES = envrates("TANDEM_LIMIT_ADDRESS_MESSAGES", "60 per minute; 600 per hour")
+TANDEM_LIMIT_ADDRESS_CONVERSATIONS = envrates("TANDEM_LIMIT_ADDRESS_CONVERSATIONS", "20 per 10 minutes; 60 per day")
+# Chat sockets open at once from one address.
+TANDEM_LIMIT_ADDRESS_CONNECTIONS = envint("TANDEM_LIMIT_ADDRESS_CONNECTIONS", 20, minimum=1)
+# Large-model jobs one conversation may start within TANDEM_LIMIT_ESCALATION_WINDOW seconds, and
+# conversations waiting for the large model in all; over either, a message goes to people instead.
+TANDEM_LIMIT_CONVERSATION_ESCALATIONS = envint("TANDEM_LIMIT_CONVERSATION_ESCALATIONS", 5, minimum=0)
+TANDEM_LIMIT_ESCALATION_WINDOW = envint("TANDEM_LIMIT_ESCALATION_WINDOW", 3600, minimum=1)
+TANDEM_LIMIT_QUEUED_LARGE = envint("TANDEM_LIMIT_QUEUED_LARGE", 200, minimum=0)
+# Behind a reverse proxy: the request header that carries the client's address (X-Forwarded-For: the
+# last address in it, the one the proxy appended; or X-Real-IP …). Unset, the peer's address is used.
+# Set it only behind a proxy that always sets it, or a client could choose its own address.
+TANDEM_CLIENT_IP_HEADER = envstr("TANDEM_CLIENT_IP_HEADER").strip()
 
 # --- Small tier -----------------------------------------------------------------------------------
 TANDEM_TORCH_THREADS = envint("TANDEM_TORCH_THREADS", 1, minimum=1)

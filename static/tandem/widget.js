@@ -23,6 +23,9 @@
   const BACKOFF_MAX_MS = 10000;
   const HANDSHAKE_TIMEOUT_MS = 15000;
   const CSS_REVEAL_TIMEOUT_MS = 3000;
+  // A message the server failed on (error code server_error) is sent again this often, this long apart.
+  const SERVER_ERROR_RETRIES = 3;
+  const SERVER_ERROR_RETRY_MS = 2000;
   const TIERS = ['small', 'large', 'agent'];
 
   // ---------------------------------------------------------------- config --
@@ -95,6 +98,8 @@
     handshakeTimer: null,
     unloading: false,
     open: false,
+    slowUntil: 0,         // flood control asked us to wait until then (ms since the epoch)
+    retryAfterMs: 0,      // the server refused the connection: reconnect no sooner than this
   };
   // client id -> {id, text, el, acked, failed}; Map keeps send order.
   const messages = new Map();
@@ -266,6 +271,9 @@
     if (!state.online) {
       st = state.everOnline ? 'reconnecting' : 'connecting';
       text = state.everOnline ? 'Reconnecting\u2026' : 'Connecting\u2026';
+    } else if (Date.now() < (state.slowUntil || 0)) {
+      st = 'slow-down';
+      text = 'You\u2019re sending messages quickly \u2014 I\u2019ll send yours in a moment\u2026';
     } else if (escalated.size > 0) {
       const people = Array.from(escalated.values()).indexOf('people') >= 0;
       st = people ? 'waiting-for-people' : 'escalated';
@@ -505,16 +513,44 @@
     }
   }
 
+  function retryLater(m, ms) {
+    clearTimeout(m.retryTimer);
+    m.retryTimer = setTimeout(() => {
+      m.retryTimer = null;
+      if (!m.acked && !m.failed) transmit(m);
+      updateStatus();
+    }, ms);
+  }
+
   function onError(f) {
+    const id = f.id == null ? null : String(f.id);
+    const pending = id === null ? null : messages.get(id);
+    if (f.code === 'rate_limited') {
+      // Flood control: nothing was lost. The message (or the connection) is tried again after
+      // retry_after seconds, and the status line says why meanwhile.
+      const seconds = Number(f.retry_after);
+      const ms = Math.min(600, Math.max(1, isFinite(seconds) ? seconds : 5)) * 1000;
+      state.slowUntil = Math.max(state.slowUntil || 0, Date.now() + ms);
+      if (pending && !pending.acked) retryLater(pending, ms);
+      else if (id === null) state.retryAfterMs = ms;
+      updateStatus();
+      setTimeout(updateStatus, ms + 50);
+      return;
+    }
+    if (f.code === 'server_error' && pending && !pending.acked && (pending.retries || 0) < SERVER_ERROR_RETRIES) {
+      // The server failed on a valid message; sending it again is safe (its id is processed once).
+      pending.retries = (pending.retries || 0) + 1;
+      retryLater(pending, SERVER_ERROR_RETRY_MS);
+      return;
+    }
     const text = typeof f.message === 'string' && f.message
       ? f.message
       : 'Something went wrong. Please try again.';
     const el = makeBubble('error', text);
     if (typeof f.code === 'string') el.setAttribute('data-code', f.code);
-    const id = f.id == null ? null : String(f.id);
     if (id !== null) {
       el.setAttribute('data-reply-to', id);
-      const m = messages.get(id);
+      const m = pending;
       // The server rejected this message: don't resend it on reconnect.
       if (m && !m.acked) {
         m.failed = true;
@@ -582,7 +618,10 @@
   function scheduleReconnect() {
     if (state.reconnectTimer || state.unloading) return;
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, Math.min(state.attempt, 10)));
-    const delay = Math.min(BACKOFF_MAX_MS, Math.round(base * (0.75 + Math.random() * 0.5)));
+    let delay = Math.min(BACKOFF_MAX_MS, Math.round(base * (0.75 + Math.random() * 0.5)));
+    // The server refused the connection for now (rate_limited) and said how long to wait.
+    delay = Math.max(delay, state.retryAfterMs || 0);
+    state.retryAfterMs = 0;
     state.attempt += 1;
     state.reconnectTimer = setTimeout(connect, delay);
   }

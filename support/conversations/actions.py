@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -243,6 +244,8 @@ def _store_customer_message(
             # The model was trained on an article since deleted: not an answer we can give.
             reason = Reason.OUT_OF_SCOPE
             destination = settings.TANDEM_ROUTES[reason]
+        if destination == Destination.LARGE and over_large_model_budget(conversation):
+            reason, destination = Reason.ESCALATION_LIMIT, Destination.PEOPLE
         prediction = routed.prediction
         message = Message.objects.create(
             conversation=conversation,
@@ -263,6 +266,19 @@ def _store_customer_message(
             stored = (_escalate(conversation, message, reason, destination, events),)
         events.save()
         return Posted(ack, duplicate=False, events=(ack, *stored))
+
+
+def over_large_model_budget(conversation: Conversation) -> bool:
+    """Flood control for the large model: this conversation has started its share of large-model jobs
+    within the window, or too many conversations wait for the large model already."""
+    since = timezone.now() - timedelta(seconds=settings.TANDEM_LIMIT_ESCALATION_WINDOW)
+    started = Message.objects.filter(
+        conversation=conversation, role=Role.CUSTOMER, destination=Destination.LARGE, created_at__gte=since
+    ).count()
+    if started >= settings.TANDEM_LIMIT_CONVERSATION_ESCALATIONS:
+        return True
+    waiting = Conversation.objects.filter(owner=Owner.PENDING).exclude(pk=conversation.pk).count()
+    return waiting >= settings.TANDEM_LIMIT_QUEUED_LARGE
 
 
 def _small_replies(routed: Routed) -> list[tuple[str, float, str]] | None:
@@ -318,7 +334,9 @@ def _escalate(
     events.change("owner", "escalated_at", "escalation_reason", "escalation_destination")
     event = events.add("escalated", _escalated_fields(message, reason, destination))
     _notify_staff(conversation.id, "escalated")
-    if destination == Destination.LARGE or reason in settings.TANDEM_PEOPLE_DRAFTS:
+    if destination == Destination.LARGE or (
+        reason in settings.TANDEM_PEOPLE_DRAFTS and reason != Reason.ESCALATION_LIMIT
+    ):
         # For people, the large model writes a draft that only agents see.
         from support.conversations.tasks import answer_with_large_model
 

@@ -16,7 +16,7 @@ from chatbot.policy import Thresholds
 from chatbot.routing import Incoming, Routed, unavailable
 from chatbot.small import batching
 from chatbot.small.model import ModelNotTrained
-from support.conversations import actions, broadcast
+from support.conversations import actions, broadcast, flood
 from support.conversations.protocol import (
     SERVER_ERROR,
     CustomerMessage,
@@ -24,8 +24,12 @@ from support.conversations.protocol import (
     error_frame,
     parse_after,
     parse_client_frame,
+    rate_limited_frame,
     session_frame,
 )
+
+# WebSocket close code 1013, "try again later".
+TRY_AGAIN_LATER = 1013
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,8 @@ logger = logging.getLogger(__name__)
 class ChatConsumer(AsyncWebsocketConsumer):
     conversation_id: uuid.UUID
     group: str
+    # The client's address, as flood control counts it ("" once it no longer counts).
+    address: str
     # The highest event seq this socket has sent: the group may deliver an event the replay already sent.
     last_seq: int
 
@@ -50,6 +56,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         token = (query.get("token") or [None])[-1]
         after = parse_after((query.get("after") or [None])[-1])
+        self.address = flood.client_address(self.scope)
+        waited = await flood.connection_opened(self.channel_name, self.address)
+        if waited is None and (not token or actions.conversation_for_token(token) is None):
+            waited = await flood.conversation_allowed(self.address)
+            if waited is not None:
+                await flood.connection_closed(self.channel_name, self.address)
+        if waited is not None:
+            # Told why, then closed with "try again later"; the widget reconnects after retry_after.
+            self.address = ""
+            await self.accept()
+            await self._send(rate_limited_frame(waited))
+            await self.close(code=TRY_AGAIN_LATER)
+            return
         session = await database_sync_to_async(actions.open_session)(token)
         self.conversation_id = session.conversation_id
         self.group = broadcast.group_name(session.conversation_id)
@@ -64,12 +83,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        if getattr(self, "address", ""):
+            await flood.connection_closed(self.channel_name, self.address)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not hasattr(self, "conversation_id"):
+            return  # a refused connection, closing: nothing of it is handled
+        # Every frame counts against the rates, malformed ones too.
+        waited = await flood.message_allowed(self.channel_name, self.address)
+        await flood.connection_used(self.channel_name, self.address)
         try:
             frame = parse_client_frame(text_data)
         except FrameError as error:
             await self._send(error_frame(error.code, error.message, error.client_id))
+            return
+        if waited is not None:
+            # Not stored: the client sends it again after `retry_after` seconds (same id, so it counts once).
+            await self._send(rate_limited_frame(waited, frame.client_id))
             return
         try:
             await self._receive_message(frame)

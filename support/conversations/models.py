@@ -55,6 +55,8 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Flood control counts the conversations waiting for the large model on every escalation.
+        indexes = [models.Index(fields=["owner"], condition=models.Q(owner="pending"), name="conversation_pending")]
 
     def __str__(self) -> str:
         return f"Conversation {self.id}"

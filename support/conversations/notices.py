@@ -19,6 +19,9 @@ _BY_REASON: dict[tuple[Reason, Destination], str] = {
     (Reason.LARGE_MODEL_FAILED, Destination.PEOPLE): (
         "Sorry, I couldn't answer that myself. A member of our team will reply here as soon as they can."
     ),
+    (Reason.ESCALATION_LIMIT, Destination.PEOPLE): (
+        "We're busier than usual, so I'm passing this to a member of our team; they'll reply here as soon as they can."
+    ),
     (Reason.MULTI_PART, Destination.LARGE): "You've asked a few things at once. Let me look into all of them.",
 }
 _BY_DESTINATION: dict[Destination, str] = {

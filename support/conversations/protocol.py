@@ -23,6 +23,8 @@ MAX_FRAME_CHARS = 32 * 1024
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+# The error code of a frame refused by flood control; the frame also carries `retry_after` (seconds).
+RATE_LIMITED = "rate_limited"
 # The error code of a frame that was valid but could not be handled (the server failed): send it again.
 SERVER_ERROR = "server_error"
 
@@ -94,6 +96,12 @@ def parse_client_frame(raw: str | None) -> CustomerMessage:
 
 def error_frame(code: str, message: str, client_id: str | None = None) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message, "id": client_id}
+
+
+def rate_limited_frame(retry_after: int, client_id: str | None = None) -> dict[str, Any]:
+    """Over a flood-control limit (support/conversations/flood.py): nothing was stored; try again later."""
+    message = f"You're sending messages too quickly; please try again in {retry_after} s."
+    return {**error_frame(RATE_LIMITED, message, client_id), "retry_after": retry_after}
 
 
 def session_frame(conversation_id: str, token: str) -> dict[str, Any]:

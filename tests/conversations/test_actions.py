@@ -323,3 +323,34 @@ def test_without_a_trained_model_every_message_escalates(
         session = actions.open_session(None)
         post_as_server(session.conversation_id, "m1", "How do I reset my password?")
     assert Message.objects.get(client_id="m1").escalation_reason == "model_unavailable"
+
+
+HARD_QUESTION = "what is the airspeed velocity of an unladen swallow"
+
+
+def test_a_conversation_over_its_large_model_budget_goes_to_people_without_a_large_model_job(
+    conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock, settings, django_capture_on_commit_callbacks
+) -> None:
+    settings.TANDEM_LIMIT_CONVERSATION_ESCALATIONS = 2
+    with django_capture_on_commit_callbacks(execute=True):
+        for number in range(3):
+            post(conversation, f"h{number}", f"{HARD_QUESTION} {number}")
+    assert enqueued.call_count == 2
+    third = Message.objects.get(client_id="h2")
+    assert (third.escalation_reason, third.destination) == ("escalation_limit", "people")
+    escalated = [frame for frame in sent if frame["type"] == "escalated"]
+    assert [frame["destination"] for frame in escalated] == ["large", "large", "people"]
+    assert "busier than usual" in escalated[-1]["text"]
+    conversation.refresh_from_db()
+    assert conversation.owner == Owner.PEOPLE
+
+
+def test_too_many_conversations_waiting_for_the_large_model_send_the_next_to_people(
+    conversation: Conversation, sent: list[dict], enqueued: mock.MagicMock, settings
+) -> None:
+    settings.TANDEM_LIMIT_QUEUED_LARGE = 2
+    Conversation.objects.bulk_create([Conversation(owner=Owner.PENDING), Conversation(owner=Owner.PENDING)])
+    post(conversation, "q1", HARD_QUESTION)
+    message = Message.objects.get(client_id="q1")
+    assert (message.escalation_reason, message.destination) == ("escalation_limit", "people")
+    enqueued.assert_not_called()

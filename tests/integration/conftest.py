@@ -3,6 +3,7 @@ large model, and the ASGI server, as separate processes sharing one SQLite file.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -123,6 +124,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
         "PYTHONUNBUFFERED": "1",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "TANDEM_LLM_CACHE_DIR": str(ROOT / "var" / "test-llm-cache"),
+        # As behind a reverse proxy: each test customer comes from an address of its own (ChatClient),
+        # so flood control counts them apart, as it would real customers.
+        "TANDEM_CLIENT_IP_HEADER": "X-Forwarded-For",
     }
     env.pop("DATABASE_URL", None)
     stack = Stack(http=f"http://127.0.0.1:{port}", env=env, logs=data_dir)
@@ -184,12 +188,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
         redis.wait(timeout=10)
 
 
+_addresses = itertools.count(1)
+
+
+def new_address() -> str:
+    """A client address no other test client has (from 10.0.0.0/8)."""
+    number = next(_addresses)
+    return f"10.{number // 65536 % 256}.{number // 256 % 256}.{number % 256}"
+
+
 class ChatClient:
     """A customer's socket, as the widget uses it."""
 
-    def __init__(self, stack: Stack, token: str | None = None, after: int | None = None) -> None:
+    def __init__(
+        self, stack: Stack, token: str | None = None, after: int | None = None, address: str | None = None
+    ) -> None:
         query = "&".join(f"{name}={value}" for name, value in (("token", token), ("after", after)) if value is not None)
-        self._connection = connect(stack.ws + (f"?{query}" if query else ""), origin=Origin(stack.http))
+        # The customer's address, as the proxy reports it (the stack trusts X-Forwarded-For): a fresh
+        # one for each client unless given.
+        self.address = address or new_address()
+        self._connection = connect(
+            stack.ws + (f"?{query}" if query else ""),
+            origin=Origin(stack.http),
+            additional_headers={"X-Forwarded-For": f"203.0.113.9, {self.address}"},
+        )
         self.socket: ClientConnection = self._connection.__enter__()
         self.frames: list[dict[str, Any]] = []
         self.session = self.next_frame()

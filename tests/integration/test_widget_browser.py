@@ -34,3 +34,27 @@ def test_the_widget_shows_markup_as_text(stack: Stack, browser) -> None:  # type
     assert page.locator(".tandem-log img").count() == 0
     assert page.evaluate("document.body.dataset.pwned") is None
     page.close()
+
+
+def test_a_customer_who_types_too_fast_is_told_kindly_and_nothing_is_lost(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page()
+    page.goto(stack.http + "/")
+    page.click(".tandem-launcher")
+    questions = [f"How do I reset my password? ({number})" for number in range(10)]
+    for question in questions:
+        page.fill("textarea.tandem-input", question)
+        page.press("textarea.tandem-input", "Enter")
+    # Flood control lets 8 through in 10 seconds; the widget says why the rest wait, shows no error…
+    page.locator('.tandem-status[data-state="slow-down"]').wait_for(timeout=15000)
+    assert "quickly" in page.locator(".tandem-status").inner_text()
+    assert page.locator('.tandem-msg[data-kind="error"]').count() == 0
+    page.screenshot(path=str(stack.logs / "widget-slow-down.png"))
+    # …and sends them again by itself once it may.
+    delivered = page.locator('.tandem-msg[data-kind="customer"].tandem-delivered')
+    page.wait_for_function(
+        "() => document.querySelectorAll('.tandem-msg[data-kind=\"customer\"].tandem-delivered').length === 10",
+        timeout=30000,
+    )
+    assert [text.splitlines()[0] for text in delivered.all_inner_texts()] == questions
+    page.locator('.tandem-status[data-state="slow-down"]').wait_for(state="hidden", timeout=15000)
+    page.close()

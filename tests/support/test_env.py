@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from support.env import database_from_url, envbool, envfloat, envint, envlist
+from support.env import database_from_url, envbool, envfloat, envint, envlist, envrates
 
 
 def test_typed_helpers_read_good_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,3 +43,18 @@ def test_database_urls() -> None:
     assert database_from_url("sqlite:////tmp/x.db")["NAME"] == "/tmp/x.db"
     with pytest.raises(ImproperlyConfigured):
         database_from_url("mysql://x")
+
+
+def test_rates_are_read_in_the_limits_notation_and_off_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("R", "10 per 10 seconds; 60/hour")
+    assert [(item.amount, item.get_expiry()) for item in envrates("R", "")] == [(10, 10), (60, 3600)]
+    monkeypatch.setenv("R", "off")
+    assert envrates("R", "5 per minute") == []
+    monkeypatch.delenv("R")
+    assert [item.amount for item in envrates("R", "5 per minute")] == [5]
+
+
+def test_a_malformed_rate_stops_start_up_with_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("R", "ten a minute")
+    with pytest.raises(ImproperlyConfigured, match="R must be rates"):
+        envrates("R", "")

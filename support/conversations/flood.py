@@ -1,0 +1,166 @@
+"""Flood control for the customer's chat socket: how many messages, connections and new conversations a
+socket or a client address may have, shared by every server process through Redis.
+
+Rates are moving windows kept by the `limits` library (well kept, used by Flask-Limiter and SlowAPI) in
+Redis, so every server process counts the same address together; a socket's own rate is counted in the
+process that holds it. Open connections per address are a Redis sorted set of the sockets open now,
+each entry expiring on its own if a server process dies without removing it.
+
+A limit reached answers `{"type":"error","code":"rate_limited","retry_after":<seconds>}` (docs/protocol.md).
+When Redis cannot be reached the limits are not applied (logged): the chat keeps working.
+
+The escalation budgets (large-model jobs per conversation, and queued in all) are counted in the
+database, where the escalations are: `actions.over_large_model_budget`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from limits import RateLimitItem
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+
+_PREFIX = "tandem:flood"
+# An open connection's entry lasts this long unless the socket sends something (which renews it): a
+# server process that dies cannot leave an address locked out for longer.
+CONNECTION_TTL_SECONDS = 3600
+
+
+def client_address(scope: dict[str, Any]) -> str:
+    """The client's address: from TANDEM_CLIENT_IP_HEADER when the server is behind a reverse proxy that
+    sets it (for X-Forwarded-For, the last address, the one the proxy itself appended), else the peer."""
+    header = settings.TANDEM_CLIENT_IP_HEADER
+    if header:
+        wanted = header.lower().encode("latin-1")
+        values = [value for name, value in scope.get("headers", []) if name.lower() == wanted]
+        if values:
+            last = values[-1].decode("latin-1").split(",")[-1].strip()
+            if last:
+                return last[:64]
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+@dataclass
+class _Limiters:
+    shared: MovingWindowRateLimiter
+    local: MovingWindowRateLimiter
+    redis: Redis
+    # Redis could not be reached: limits are skipped until this time, then tried again.
+    skip_until: float = 0.0
+    sockets: dict[str, float] = field(default_factory=dict)
+
+
+_per_loop: dict[asyncio.AbstractEventLoop, _Limiters] = {}
+
+
+def _limiters() -> _Limiters:
+    loop = asyncio.get_running_loop()
+    found = _per_loop.get(loop)
+    if found is None:
+        url = settings.REDIS_URL
+        storage = RedisStorage(f"async+{url}", implementation="redispy", key_prefix=_PREFIX, socket_timeout=5)
+        found = _per_loop[loop] = _Limiters(
+            shared=MovingWindowRateLimiter(storage),
+            local=MovingWindowRateLimiter(MemoryStorage()),
+            redis=Redis.from_url(url, socket_timeout=5),
+        )
+    return found
+
+
+def _retry_after(reset_time: float) -> int:
+    return max(1, math.ceil(reset_time - time.time()))
+
+
+async def _hit(limiter: MovingWindowRateLimiter, items: list[RateLimitItem], key: str) -> int | None:
+    """Count one more against every window; the seconds to wait if one is full (nothing is counted then)."""
+    for item in items:
+        if not await limiter.test(item, key):
+            stats = await limiter.get_window_stats(item, key)
+            return _retry_after(stats.reset_time)
+    for item in items:
+        await limiter.hit(item, key)
+    return None
+
+
+async def _guarded(limits: _Limiters, check: Callable[[], Awaitable[Any]]) -> Any:
+    if time.monotonic() < limits.skip_until:
+        return None
+    try:
+        return await check()
+    except (RedisError, OSError) as error:
+        # Flood control must not take the chat down with it: skip it for a while and say so.
+        logger.warning("Flood control is off for 10 s: Redis failed (%s)", error)
+        limits.skip_until = time.monotonic() + 10
+        return None
+
+
+async def message_allowed(socket: str, address: str) -> int | None:
+    """None if a message from this socket and address may be handled, else the seconds to wait."""
+    limits = _limiters()
+    waited = await _hit(limits.local, settings.TANDEM_LIMIT_SOCKET_MESSAGES, socket)
+    if waited is not None:
+        return waited
+    items = settings.TANDEM_LIMIT_ADDRESS_MESSAGES
+    waited = await _guarded(limits, lambda: _hit(limits.shared, items, f"messages:{address}"))
+    return int(waited) if waited is not None else None
+
+
+async def conversation_allowed(address: str) -> int | None:
+    """None if this address may start another conversation now, else the seconds to wait."""
+    limits = _limiters()
+    items = settings.TANDEM_LIMIT_ADDRESS_CONVERSATIONS
+    waited = await _guarded(limits, lambda: _hit(limits.shared, items, f"conversations:{address}"))
+    return int(waited) if waited is not None else None
+
+
+async def connection_opened(socket: str, address: str) -> int | None:
+    """Count a new connection from `address`; None if it may stay open, else the seconds to wait."""
+    limits = _limiters()
+    waited = await _guarded(limits, lambda: _open(limits.redis, socket, address))
+    return int(waited) if waited is not None else None
+
+
+async def _open(redis: Redis, socket: str, address: str) -> int | None:
+    key = f"{_PREFIX}:connections:{address}"
+    now = time.time()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(key, 0, now)
+        pipe.zadd(key, {socket: now + CONNECTION_TTL_SECONDS})
+        pipe.zcard(key)
+        pipe.expire(key, CONNECTION_TTL_SECONDS)
+        _, _, count, _ = await pipe.execute()
+    if count <= settings.TANDEM_LIMIT_ADDRESS_CONNECTIONS:
+        return None
+    await redis.zrem(key, socket)
+    return 10
+
+
+async def connection_used(socket: str, address: str) -> None:
+    """The socket is still in use: its entry lives another CONNECTION_TTL_SECONDS (at most once a minute)."""
+    limits = _limiters()
+    now = time.time()
+    if now - limits.sockets.get(socket, 0.0) < 60:
+        return
+    limits.sockets[socket] = now
+    key = f"{_PREFIX}:connections:{address}"
+    await _guarded(limits, lambda: limits.redis.zadd(key, {socket: now + CONNECTION_TTL_SECONDS}, xx=True))
+
+
+async def connection_closed(socket: str, address: str) -> None:
+    limits = _limiters()
+    limits.sockets.pop(socket, None)
+    await _guarded(limits, lambda: limits.redis.zrem(f"{_PREFIX}:connections:{address}", socket))

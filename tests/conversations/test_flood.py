@@ -1,0 +1,27 @@
+"""Which address flood control counts a client under."""
+
+from __future__ import annotations
+
+from django.test import override_settings
+
+from support.conversations.flood import client_address
+
+
+def scope(*headers: tuple[bytes, bytes], peer: str = "192.0.2.7") -> dict[str, object]:
+    return {"headers": list(headers), "client": (peer, 50000)}
+
+
+def test_without_a_trusted_header_the_peer_address_counts_whatever_the_client_claims() -> None:
+    assert client_address(scope((b"x-forwarded-for", b"198.51.100.1"))) == "192.0.2.7"
+
+
+@override_settings(TANDEM_CLIENT_IP_HEADER="X-Forwarded-For")
+def test_behind_a_proxy_the_address_the_proxy_appended_counts_not_one_the_client_wrote() -> None:
+    # The client sent "X-Forwarded-For: 6.6.6.6"; the proxy appended the address it saw.
+    assert client_address(scope((b"x-forwarded-for", b"6.6.6.6, 198.51.100.1"))) == "198.51.100.1"
+
+
+@override_settings(TANDEM_CLIENT_IP_HEADER="X-Real-IP")
+def test_another_configured_header_is_read_as_is_and_a_missing_one_falls_back_to_the_peer() -> None:
+    assert client_address(scope((b"x-real-ip", b"198.51.100.2"))) == "198.51.100.2"
+    assert client_address(scope()) == "192.0.2.7"
