@@ -7,8 +7,9 @@ time (start the server with `python3 scripts/tandem.py run`).
 --sockets connections share --frames malformed frames of every kind in tests/malformed.py (lone
 surrogates, control characters, 5,000-digit numbers, NaN, deep nesting, oversized and binary frames …),
 each sent in order, and check that every one is answered by an `error` frame with the documented code
-and that no socket is dropped. Meanwhile --chats customers each ask --messages routine questions and
-wait for the answers. Prints the counts: frames sent, errors received, wrong codes, sockets dropped,
+and that no socket is dropped. Meanwhile --chats customers each ask --messages routine questions, a
+--think pause apart, and wait for the answers (--frames 0 gives the same run without the flood).
+Prints the counts: frames sent, errors received, wrong codes, sockets dropped,
 `server_error` frames, and the ordinary customers' questions answered and their p50/p99 round trip.
 Each socket sends its own X-Forwarded-For address, as customers behind a reverse proxy would: start the
 server with TANDEM_CLIENT_IP_HEADER=X-Forwarded-For, or flood control counts every client of this script
@@ -74,12 +75,14 @@ async def flood(url: str, origin: str, frames: int, offset: int, tally: Counter[
 
 
 async def customer(
-    url: str, origin: str, number: int, messages: int, timings: list[float], tally: Counter[str]
+    url: str, origin: str, number: int, messages: int, think: float, timings: list[float], tally: Counter[str]
 ) -> None:
     try:
         async with connect(url, origin=Origin(origin), open_timeout=60, additional_headers=headers(number)) as socket:
             await asyncio.wait_for(socket.recv(), 60)
             for index in range(messages):
+                if index:
+                    await asyncio.sleep(think)
                 client_id = uuid.uuid4().hex
                 started = time.perf_counter()
                 frame_text = json.dumps({"type": "message", "id": client_id, "text": ROUTINE[index % 3]})
@@ -107,15 +110,19 @@ async def main() -> None:
     parser.add_argument("--sockets", type=int, default=20)
     parser.add_argument("--chats", type=int, default=20)
     parser.add_argument("--messages", type=int, default=10)
+    parser.add_argument("--think", type=float, default=1.5, help="ordinary customers' pause between questions, s")
     args = parser.parse_args()
     url = args.server.replace("http", "ws", 1) + "/ws/chat/"
     tally: Counter[str] = Counter()
     timings: list[float] = []
-    share, extra = divmod(args.frames, args.sockets)
+    share, extra = divmod(args.frames, max(1, args.sockets))
     started = time.perf_counter()
     await asyncio.gather(
         *(flood(url, args.server, share + (i < extra), i, tally) for i in range(args.sockets)),
-        *(customer(url, args.server, 100_000 + i, args.messages, timings, tally) for i in range(args.chats)),
+        *(
+            customer(url, args.server, 100_000 + i, args.messages, args.think, timings, tally)
+            for i in range(args.chats)
+        ),
     )
     elapsed = time.perf_counter() - started
     timings.sort()
