@@ -39,8 +39,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     articles = prompts.relevant_articles(HARD, settings.TANDEM_RETRIEVAL_ARTICLES)
-    article_text = "\n".join(f"- {a.title} {a.answer}" for a in articles) or "- (no article matches)"
-    system = prompts.SYSTEM.format(company=settings.TANDEM_COMPANY_NAME, articles=article_text, language="")
+    instructions = prompts.INSTRUCTIONS.format(company=settings.TANDEM_COMPANY_NAME, language="")
+    system = prompts.system_prompt(instructions, articles)
     messages = [{"role": "system", "content": system}, {"role": "user", "content": HARD}]
     backend = get_backend()
     loaded = time.perf_counter()

@@ -250,6 +250,8 @@ else:
         "cache_dir": envstr("TANDEM_LLM_CACHE_DIR", str(DATA_DIR / "llm-cache")),
     }
 TANDEM_LLM_MAX_TOKENS = envint("TANDEM_LLM_MAX_TOKENS", 160, minimum=1)
+# The output guard stops a large-model answer longer than this (chatbot/llm/guard.py).
+TANDEM_LLM_MAX_ANSWER_CHARS = envint("TANDEM_LLM_MAX_ANSWER_CHARS", 2000, minimum=100)
 TANDEM_LLM_TASK_TIME_LIMIT = envint("TANDEM_LLM_TASK_TIME_LIMIT", 300, minimum=10)
 TANDEM_RETRIEVAL_ARTICLES = envint("TANDEM_RETRIEVAL_ARTICLES", 3, minimum=1)
 TANDEM_HISTORY_MESSAGES = envint("TANDEM_HISTORY_MESSAGES", 6, minimum=1)

@@ -467,6 +467,13 @@
 
   function onEscalated(f, seq) {
     const replyTo = f.reply_to == null ? '' : String(f.reply_to);
+    // An answer that was being written and is now withdrawn (the large model failed, or the output
+    // guard stopped it): its partial text goes.
+    const withdrawn = replyTo ? streams.get(replyTo) : null;
+    if (withdrawn) {
+      withdrawn.el.remove();
+      streams.delete(replyTo);
+    }
     const reason = typeof f.reason === 'string' ? f.reason : '';
     // Servers before destinations existed sent only the reason.
     const destination = f.destination === 'people' || f.destination === 'large'

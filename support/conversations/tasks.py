@@ -10,6 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from chatbot.llm import LLMError, get_backend
+from chatbot.llm.guard import AnswerRefused, OutputGuard
 from support.conversations import actions, broadcast, prompts
 from support.conversations.protocol import token_frame
 
@@ -55,10 +56,16 @@ def answer_with_large_model(self, message_id: int) -> None:  # type: ignore[no-u
         if gate.open():
             broadcast.send_to_conversation(conversation_id, token_frame(reply_to, delta))
 
+    # Nothing the guard refuses reaches the customer, not even as streamed tokens.
+    guard = OutputGuard(prompts.instructions(message), settings.TANDEM_LLM_MAX_ANSWER_CHARS, forward=stream)
     try:
         generation = get_backend().generate(
-            prompts.build(message), max_tokens=settings.TANDEM_LLM_MAX_TOKENS, on_token=stream
+            prompts.build(message), max_tokens=settings.TANDEM_LLM_MAX_TOKENS, on_token=guard.feed
         )
+        guard.finish(generation.text)
+    except AnswerRefused as refusal:
+        actions.large_answer_failed(message_id, f"output guard: {refusal}")
+        return
     except LLMError as error:
         if self.request.retries >= MAX_RETRIES:
             actions.large_answer_failed(message_id, str(error))
