@@ -8,6 +8,7 @@ import re
 import secrets
 from pathlib import Path
 
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from chatbot.routes import Reason, parse_routes
@@ -74,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Content-Security-Policy on every page (django-csp; the policy is below).
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "support.urls"
@@ -90,6 +93,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -118,6 +122,41 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- Production: HTTPS, cookies, headers (README, "Running in production") ---------------------------
+# Served over HTTPS only (directly or behind a proxy that terminates TLS): redirect plain HTTP, send
+# cookies over HTTPS only, and tell browsers to use HTTPS for TANDEM_HSTS_SECONDS.
+TANDEM_HTTPS = envbool("TANDEM_HTTPS", False)
+SECURE_SSL_REDIRECT = TANDEM_HTTPS
+# The load balancer's health probe may come over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = TANDEM_HTTPS
+SECURE_HSTS_SECONDS = envint("TANDEM_HSTS_SECONDS", 31_536_000, minimum=0) if TANDEM_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("TANDEM_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("TANDEM_HSTS_PRELOAD", False)
+# Behind a reverse proxy that terminates TLS and sets X-Forwarded-Proto (and strips it from clients).
+if envbool("TANDEM_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# Scripts and style sheets from this server only; the few inline <script> and <style> blocks carry the
+# request's nonce; style attributes (the console's bars) are allowed, which runs no code. The chat
+# socket is this server's own ('self' covers ws: and wss: to it).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
 }
 
 # --- Redis: the Celery broker and the channel layer -------------------------------------------------
