@@ -64,5 +64,7 @@ def test_only_a_frame_over_the_transport_limit_closes_the_socket(stack: Stack) -
         # The server may close while the frame is still being sent, or just after.
         client.send(json.dumps({"type": "message", "id": "big", "text": "a" * (2 * 1024 * 1024)}))
         client.next_frame()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    # Close code 1009 (message too big), unless the server's close beat the end of the upload and the
+    # client saw the connection drop before reading it.
+    assert closed.value.rcvd is None or closed.value.rcvd.code == 1009
     client.close()
