@@ -217,6 +217,10 @@ def command_run(args: argparse.Namespace) -> None:
             env.get("TANDEM_WORKER_CONCURRENCY", "1"),
             "--loglevel",
             "INFO",
+            # The schedule (the retention purge) runs inside this one worker.
+            "--beat",
+            "--schedule",
+            str(DATA_DIR / "celerybeat-schedule"),
         ]
         children.append(("Celery worker", subprocess.Popen(worker, cwd=ROOT, env=env, start_new_session=True)))
         processes = web_processes(env)

@@ -186,6 +186,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ROUTES = {"support.conversations.tasks.*": {"queue": "large"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Conversations with no activity for this many days are erased, every hour (0: kept forever). The run
+# command starts the schedule (Celery beat, inside the worker).
+TANDEM_RETENTION_DAYS = envint("TANDEM_RETENTION_DAYS", 0, minimum=0)
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+if TANDEM_RETENTION_DAYS:
+    CELERY_BEAT_SCHEDULE["purge-inactive-conversations"] = {
+        "task": "support.conversations.tasks.purge_inactive_conversations",
+        "schedule": 3600.0,
+    }
 
 # --- Flood control (support/conversations/flood.py; docs/protocol.md, "rate_limited") --------------------
 # Rates in the `limits` notation ("10 per 10 seconds; 60 per hour"), or "off". A customer types a

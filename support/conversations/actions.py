@@ -496,3 +496,24 @@ def hand_back(conversation_id: uuid.UUID, agent: User) -> Conversation:
 
 def close(conversation_id: uuid.UUID, agent: User) -> Conversation:
     return _release(conversation_id, agent, Owner.CLOSED, "closed")
+
+
+# --- privacy ------------------------------------------------------------------------------------------------
+
+
+def erase_conversations(conversation_ids: list[uuid.UUID]) -> int:
+    """Delete these conversations and everything stored with them (messages, drafts, events); their open
+    sockets are closed. Returns how many were erased."""
+    with transaction.atomic():
+        erased = list(Conversation.objects.filter(pk__in=conversation_ids).values_list("pk", flat=True))
+        Conversation.objects.filter(pk__in=erased).delete()
+    for conversation_id in erased:
+        broadcast.close_conversation(conversation_id)
+    return len(erased)
+
+
+def purge_inactive_conversations(days: int) -> int:
+    """Erase the conversations with no activity for `days` days (the retention setting)."""
+    cutoff = timezone.now() - timedelta(days=days)
+    stale = list(Conversation.objects.filter(updated_at__lt=cutoff).values_list("pk", flat=True)[:10_000])
+    return erase_conversations(stale)

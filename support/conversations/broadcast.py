@@ -113,3 +113,11 @@ def send_to_staff(message: dict[str, Any]) -> None:
     if layer is None:
         return
     _submit(layer.group_send("staff", {"type": "queue.changed", **message}))
+
+
+def close_conversation(conversation_id: uuid.UUID | str) -> None:
+    """The conversation was erased: its open sockets say so and close (the widget then starts afresh)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    _submit(layer.group_send(group_name(conversation_id), {"type": "chat.erased"}))

@@ -28,8 +28,11 @@ from support.conversations.protocol import (
     session_frame,
 )
 
-# WebSocket close code 1013, "try again later".
+# WebSocket close codes: "try again later", and a normal close.
 TRY_AGAIN_LATER = 1013
+NORMAL_CLOSURE = 1000
+# Sent before closing the sockets of a conversation that was just erased (manage.py erase_conversations).
+CONVERSATION_ERASED = "conversation_erased"
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +140,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # the small model cannot answer, never dropped.
             logger.exception("The small model failed on a message in conversation %s", self.conversation_id)
             return unavailable(Thresholds.current())
+
+    async def chat_erased(self, event: dict[str, Any]) -> None:
+        await self._send(error_frame(CONVERSATION_ERASED, "This conversation was erased.", None))
+        await self.close(code=NORMAL_CLOSURE)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         await self._deliver(event["frame"])

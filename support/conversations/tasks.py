@@ -78,3 +78,15 @@ def answer_with_large_model(self, message_id: int) -> None:  # type: ignore[no-u
         actions.large_answer_failed(message_id, "the model returned an empty answer")
         return
     actions.store_large_answer(message_id, generation)
+
+
+@shared_task
+def purge_inactive_conversations() -> int:
+    """The retention setting, applied: erase conversations inactive for TANDEM_RETENTION_DAYS days."""
+    if not settings.TANDEM_RETENTION_DAYS:
+        return 0
+    erased = actions.purge_inactive_conversations(settings.TANDEM_RETENTION_DAYS)
+    if erased:
+        logger.info("Erased %s conversation(s) inactive for %s days", erased, settings.TANDEM_RETENTION_DAYS)
+    return erased
+
