@@ -89,4 +89,3 @@ def purge_inactive_conversations() -> int:
     if erased:
         logger.info("Erased %s conversation(s) inactive for %s days", erased, settings.TANDEM_RETENTION_DAYS)
     return erased
-
