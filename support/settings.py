@@ -251,6 +251,9 @@ TANDEM_SENSITIVE_INTENTS = envlist(
 )
 TANDEM_HUMAN_INTENTS = envlist("TANDEM_HUMAN_INTENTS", ["talk-to-human"])
 TANDEM_MAX_MESSAGE_CHARS = 2000
+# A conversation token older than this no longer resumes its conversation (a new one starts); every
+# connection gets a fresh token, so a conversation in use keeps going.
+TANDEM_TOKEN_MAX_AGE_DAYS = envint("TANDEM_TOKEN_MAX_AGE_DAYS", 30, minimum=1)
 # Where each escalation reason goes (chatbot/routes.py has the default table): "reason=destination,…"
 # with destinations large or people, e.g. TANDEM_ROUTES=low_confidence=people,language=people.
 try:

@@ -56,18 +56,23 @@ def make_token(conversation_id: uuid.UUID) -> str:
 
 
 def conversation_for_token(token: str) -> uuid.UUID | None:
+    """The conversation a token names, if its signature is good and it is younger than
+    TANDEM_TOKEN_MAX_AGE_DAYS (SignatureExpired is a BadSignature)."""
     try:
-        return uuid.UUID(signing.loads(token, salt=_TOKEN_SALT))
+        return uuid.UUID(
+            signing.loads(token, salt=_TOKEN_SALT, max_age=timedelta(days=settings.TANDEM_TOKEN_MAX_AGE_DAYS))
+        )
     except (signing.BadSignature, ValueError, TypeError):
         return None
 
 
 def open_session(token: str | None) -> Session:
-    """Resume the conversation a valid token names; otherwise start a new one."""
+    """Resume the conversation a valid token names, with a fresh token (so a token in use never expires);
+    otherwise start a new one."""
     if token:
         conversation_id = conversation_for_token(token)
         if conversation_id and Conversation.objects.filter(pk=conversation_id).exists():
-            return Session(conversation_id, token, resumed=True)
+            return Session(conversation_id, make_token(conversation_id), resumed=True)
     conversation = Conversation.objects.create()
     return Session(conversation.id, make_token(conversation.id), resumed=False)
 

@@ -19,6 +19,7 @@ from chatbot.small.model import ModelNotTrained
 from support.conversations import actions, broadcast, flood
 from support.conversations.protocol import (
     SERVER_ERROR,
+    SUBPROTOCOL,
     CustomerMessage,
     FrameError,
     error_frame,
@@ -26,6 +27,7 @@ from support.conversations.protocol import (
     parse_client_frame,
     rate_limited_frame,
     session_frame,
+    token_from_subprotocols,
 )
 
 # WebSocket close codes: "try again later", and a normal close.
@@ -57,7 +59,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        token = (query.get("token") or [None])[-1]
+        offered = self.scope.get("subprotocols") or []
+        # The token travels in the Sec-WebSocket-Protocol header, which no access log writes; the
+        # ?token= query parameter still works (deprecated: URLs end up in logs).
+        token = token_from_subprotocols(offered) or (query.get("token") or [None])[-1]
+        self.subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
         after = parse_after((query.get("after") or [None])[-1])
         self.address = flood.client_address(self.scope)
         waited = await flood.connection_opened(self.channel_name, self.address)
@@ -68,7 +74,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if waited is not None:
             # Told why, then closed with "try again later"; the widget reconnects after retry_after.
             self.address = ""
-            await self.accept()
+            await self.accept(subprotocol=self.subprotocol)
             await self._send(rate_limited_frame(waited))
             await self.close(code=TRY_AGAIN_LATER)
             return
@@ -78,7 +84,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Join before reading the backlog: an event committed in between arrives through the group,
         # and the seq check drops the copies.
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+        await self.accept(subprotocol=self.subprotocol)
         await self._send(session_frame(str(session.conversation_id), session.token))
         self.last_seq = after if session.resumed else 0
         await self._send_backlog()

@@ -5,6 +5,7 @@ The full protocol is described in docs/protocol.md.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -110,6 +111,30 @@ def session_frame(conversation_id: str, token: str) -> dict[str, Any]:
 
 def token_frame(reply_to: str | None, text: str) -> dict[str, Any]:
     return {"type": "token", "reply_to": reply_to, "text": text}
+
+
+# The WebSocket subprotocol of protocol v1. A client offers it, and its token as a second subprotocol
+# "tandem.token.<the token, base64url without padding>" (docs/protocol.md).
+SUBPROTOCOL = "tandem.v1"
+TOKEN_SUBPROTOCOL = "tandem.token."
+
+
+def token_from_subprotocols(offered: list[str]) -> str | None:
+    """The conversation token a client offered as a subprotocol, or None."""
+    for protocol in offered:
+        if protocol.startswith(TOKEN_SUBPROTOCOL):
+            encoded = protocol[len(TOKEN_SUBPROTOCOL) :]
+            try:
+                padded = encoded + "=" * (-len(encoded) % 4)
+                token = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
+            except (ValueError, UnicodeDecodeError):
+                return None
+            return token or None
+    return None
+
+
+def token_subprotocol(token: str) -> str:
+    return TOKEN_SUBPROTOCOL + base64.urlsafe_b64encode(token.encode("ascii")).decode("ascii").rstrip("=")
 
 
 def parse_after(raw: str | None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from unittest import mock
 
@@ -244,9 +245,25 @@ def test_events_are_numbered_per_conversation(conversation: Conversation, sent: 
 
 def test_a_token_resumes_its_conversation_and_a_forged_one_does_not(conversation: Conversation) -> None:
     token = actions.make_token(conversation.id)
-    assert actions.open_session(token) == actions.Session(conversation.id, token, resumed=True)
+    resumed = actions.open_session(token)
+    assert (resumed.conversation_id, resumed.resumed) == (conversation.id, True)
     forged = actions.open_session(token[:-2] + "xx")
     assert not forged.resumed and forged.conversation_id != conversation.id
+
+
+def test_a_token_past_its_age_starts_a_new_conversation_and_each_session_gets_a_fresh_one(
+    conversation: Conversation, settings
+) -> None:
+    settings.TANDEM_TOKEN_MAX_AGE_DAYS = 30
+    with mock.patch("django.core.signing.time.time", return_value=time.time() - 29 * 86400):
+        old = actions.make_token(conversation.id)
+    renewed = actions.open_session(old)
+    assert renewed.resumed and renewed.token != old
+    # The renewed token is good for another 30 days; the old one runs out on its own day.
+    with mock.patch("django.core.signing.time.time", return_value=time.time() + 2 * 86400):
+        assert actions.conversation_for_token(renewed.token) == conversation.id
+        assert actions.conversation_for_token(old) is None
+        assert not actions.open_session(old).resumed
 
 
 def test_the_large_answer_is_stored_once(conversation: Conversation, sent: list[dict], enqueued) -> None:

@@ -1,8 +1,15 @@
 import json
+import re
 
 import pytest
 
-from support.conversations.protocol import FrameError, parse_after, parse_client_frame
+from support.conversations.protocol import (
+    FrameError,
+    parse_after,
+    parse_client_frame,
+    token_from_subprotocols,
+    token_subprotocol,
+)
 
 
 def test_a_valid_message_is_parsed_and_trimmed() -> None:
@@ -59,3 +66,12 @@ def test_exactly_2000_characters_is_allowed() -> None:
 @pytest.mark.parametrize(("raw", "after"), [(None, 0), ("", 0), ("7", 7), ("-3", 0), ("abc", 0)])
 def test_after_defaults_to_replaying_everything(raw: str | None, after: int) -> None:
     assert parse_after(raw) == after
+
+
+def test_a_token_offered_as_a_subprotocol_is_read_back_whole() -> None:
+    token = "IjBmODhjNmE1LTYzNzEtNDNkNi05MTljLWVmOWE4ZWNiNjNlYiI:1xXjL1:m51-3bShtKNfdaYB3l8AWpfHSbzn1Bti_RyGfZ-R0uY"
+    offered = ["tandem.v1", token_subprotocol(token)]
+    assert all(re.fullmatch(r"[A-Za-z0-9._~-]+", protocol) for protocol in offered)  # valid header tokens
+    assert token_from_subprotocols(offered) == token
+    assert token_from_subprotocols(["tandem.v1"]) is None
+    assert token_from_subprotocols(["tandem.token.%%%"]) is None

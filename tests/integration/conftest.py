@@ -20,12 +20,14 @@ from typing import Any
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
-from websockets.typing import Origin
+from websockets.typing import Origin, Subprotocol
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import tandem  # noqa: E402 - the run command's own helpers, so the tests start what users start
+
+from support.conversations.protocol import SUBPROTOCOL, token_subprotocol  # noqa: E402
 
 AGENT_USER, AGENT_PASSWORD = "agent", "agent-pw"
 
@@ -201,9 +203,21 @@ class ChatClient:
     """A customer's socket, as the widget uses it."""
 
     def __init__(
-        self, stack: Stack, token: str | None = None, after: int | None = None, address: str | None = None
+        self,
+        stack: Stack,
+        token: str | None = None,
+        after: int | None = None,
+        address: str | None = None,
+        token_in_url: bool = False,
     ) -> None:
-        query = "&".join(f"{name}={value}" for name, value in (("token", token), ("after", after)) if value is not None)
+        # The token goes as a subprotocol, as the widget sends it (token_in_url: the deprecated query
+        # parameter instead).
+        in_url = token if token_in_url else None
+        parameters = (("token", in_url), ("after", after))
+        query = "&".join(f"{name}={value}" for name, value in parameters if value is not None)
+        protocols = [Subprotocol(SUBPROTOCOL)]
+        if token and not token_in_url:
+            protocols.append(Subprotocol(token_subprotocol(token)))
         # The customer's address, as the proxy reports it (the stack trusts X-Forwarded-For): a fresh
         # one for each client unless given.
         self.address = address or new_address()
@@ -211,6 +225,7 @@ class ChatClient:
             stack.ws + (f"?{query}" if query else ""),
             origin=Origin(stack.http),
             additional_headers={"X-Forwarded-For": f"203.0.113.9, {self.address}"},
+            subprotocols=protocols,
         )
         self.socket: ClientConnection = self._connection.__enter__()
         self.frames: list[dict[str, Any]] = []

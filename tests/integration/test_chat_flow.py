@@ -190,3 +190,17 @@ def test_the_staff_socket_refuses_customers(stack: Stack) -> None:
     with pytest.raises(InvalidStatus) as refused:
         connect(stack.http.replace("http://", "ws://") + "/ws/staff/", origin=Origin(stack.http))
     assert refused.value.response.status_code == 403
+
+
+def test_the_token_travels_as_a_subprotocol_and_the_old_query_parameter_still_works(
+    stack: Stack, visitor: ChatClient
+) -> None:
+    assert visitor.socket.subprotocol == "tandem.v1"
+    visitor.ask("t1", ROUTINE)
+    visitor.wait_for(is_type("answer", reply_to="t1"))
+    again = ChatClient(stack, token=visitor.token, after=2)
+    assert again.session["conversation"] == visitor.session["conversation"]
+    again.close()
+    deprecated = ChatClient(stack, token=visitor.token, after=2, token_in_url=True)
+    assert deprecated.session["conversation"] == visitor.session["conversation"]
+    deprecated.close()
