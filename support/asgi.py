@@ -12,8 +12,6 @@ django_http = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from chatbot.small.model import warm_up_small_model  # noqa: E402
@@ -34,17 +32,12 @@ def _warm_up() -> None:
 # Load the small model now, beside the starting server, rather than on the first customer's message.
 threading.Thread(target=_warm_up, name="warm-up-small-model", daemon=True).start()
 
-# The chat socket is opened from customers' websites, so besides this server's own hosts the
-# origins listed in TANDEM_WIDGET_ORIGINS may connect; any other page's origin is refused.
-allowed_origins = [*settings.ALLOWED_HOSTS, *settings.TANDEM_WIDGET_ORIGINS]
-
 application = ProtocolTypeRouter(
     {
         # The widget's script and styles are served by this process too, so one command runs it all.
         "http": ASGIStaticFilesHandler(django_http),
-        "websocket": OriginValidator(
-            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *staff_websocket_urlpatterns])),
-            allowed_origins,
-        ),
+        # Each socket checks its own allowed origins (the routing modules): the chat socket accepts the
+        # customers' websites, the staff socket this server only.
+        "websocket": AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *staff_websocket_urlpatterns])),
     }
 )

@@ -30,6 +30,7 @@ import tandem  # noqa: E402 - the run command's own helpers, so the tests start 
 from support.conversations.protocol import SUBPROTOCOL, token_subprotocol  # noqa: E402
 
 AGENT_USER, AGENT_PASSWORD = "agent", "agent-pw"
+WIDGET_ORIGIN = "https://shop.example.com"
 
 
 def free_port() -> int:
@@ -129,6 +130,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
         # As behind a reverse proxy: each test customer comes from an address of its own (ChatClient),
         # so flood control counts them apart, as it would real customers.
         "TANDEM_CLIENT_IP_HEADER": "X-Forwarded-For",
+        # A customer's website that embeds the chat.
+        "TANDEM_WIDGET_ORIGINS": WIDGET_ORIGIN,
     }
     env.pop("DATABASE_URL", None)
     stack = Stack(http=f"http://127.0.0.1:{port}", env=env, logs=data_dir)

@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
-from tests.integration.conftest import ChatClient, Stack, csrf_of
+from tests.integration.conftest import WIDGET_ORIGIN, ChatClient, Stack, csrf_of
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +184,21 @@ def test_agents_pages_hear_about_new_escalations(stack: Stack, visitor: ChatClie
         visitor.ask("s1", "can I speak to a human please")
         change = json.loads(staff.recv(timeout=15))
     assert change == {"conversation": visitor.session["conversation"], "change": "escalated"}
+
+
+def test_a_website_allowed_to_embed_the_chat_may_open_the_chat_socket_but_never_the_staff_socket(
+    stack: Stack, agent_http: httpx.Client
+) -> None:
+    with connect(stack.ws, origin=Origin(WIDGET_ORIGIN)) as chat:
+        assert json.loads(chat.recv(timeout=10))["type"] == "session"
+    cookie = f"sessionid={agent_http.cookies['sessionid']}"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(
+            stack.http.replace("http://", "ws://") + "/ws/staff/",
+            origin=Origin(WIDGET_ORIGIN),
+            additional_headers={"Cookie": cookie},
+        )
+    assert refused.value.response.status_code == 403
 
 
 def test_the_staff_socket_refuses_customers(stack: Stack) -> None:
