@@ -145,23 +145,36 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeou
 
 
 def admin_password(env: dict[str, str]) -> str:
+    """TANDEM_ADMIN_PASSWORD, or a new random one for an account about to be created (never stored: it is
+    printed once, when the account is created)."""
+    return env.get("TANDEM_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+
+
+def admin_login(env: dict[str, str], password: str, created: bool) -> str:
+    """The run command's "Admin login" line: the password only when it was just generated."""
+    user = env.get("TANDEM_ADMIN_USER", "admin")
     if env.get("TANDEM_ADMIN_PASSWORD"):
-        return env["TANDEM_ADMIN_PASSWORD"]
-    stored = DATA_DIR / "admin_password"
-    if not stored.exists():
-        stored.write_text(secrets.token_urlsafe(12))
-        stored.chmod(0o600)
-    return stored.read_text().strip()
+        return f"{user} / the password in TANDEM_ADMIN_PASSWORD"
+    if created:
+        return f"{user} / {password}   (shown this once: keep it now)"
+    return f"{user} (password shown when the account was created; `manage.py changepassword {user}` sets another)"
 
 
-def prepare_data(env: dict[str, str], password: str) -> None:
+def prepare_data(env: dict[str, str], password: str) -> bool:
+    """Migrate, load the demo articles, train, and make sure the admin exists; True if it was just created."""
     manage("migrate", "--noinput", "-v", "0", env=env)
     manage("load_knowledge", "--if-empty", env=env)
     manage("train_small_model", "--if-needed", env=env)
     # A password given in the environment is applied every time; a generated one only to a new account.
     reset = ["--set-password"] if env.get("TANDEM_ADMIN_PASSWORD") else []
     user = env.get("TANDEM_ADMIN_USER", "admin")
-    manage("ensure_admin", "--username", user, *reset, env={**env, "TANDEM_ADMIN_PASSWORD": password})
+    command = [str(PYTHON), "manage.py", "ensure_admin", "--username", user, *reset]
+    result = subprocess.run(
+        command, cwd=ROOT, env={**env, "TANDEM_ADMIN_PASSWORD": password}, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        fail(f"`{' '.join(command)}` exited with {result.returncode}: {result.stderr.strip()}")
+    return result.stdout.startswith("Created")
 
 
 def _interrupt(*_: object) -> None:
@@ -203,7 +216,7 @@ def command_run(args: argparse.Namespace) -> None:
             children.append(("Redis", start_embedded_redis(DATA_DIR / "redis", redis_port)))
             env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         password = admin_password(env)
-        prepare_data(env, password)
+        created = prepare_data(env, password)
 
         say("Starting the Celery worker (large model) and the ASGI server")
         worker = [
@@ -252,7 +265,7 @@ def command_run(args: argparse.Namespace) -> None:
             f"  Demo page:     {base}/\n"
             f"  Agent queue:   {base}/review/\n"
             f"  Admin console: {base}/console/\n"
-            f"  Admin login:   {env.get('TANDEM_ADMIN_USER', 'admin')} / {password}\n"
+            f"  Admin login:   {admin_login(env, password, created)}\n"
             f"  Redis:         {env['REDIS_URL']}\n"
             "  Press Ctrl-C to stop everything.\n",
             flush=True,

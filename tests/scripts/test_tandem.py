@@ -1,4 +1,4 @@
-"""The run command's choice of ASGI server."""
+"""The run command's choice of ASGI server, and how it shows the admin's password."""
 
 from __future__ import annotations
 
@@ -28,3 +28,21 @@ def test_an_unknown_server_is_a_clear_error(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         tandem.asgi_server({"TANDEM_ASGI_SERVER": "gunicorn"}, [], [])
     assert "TANDEM_ASGI_SERVER must be uvicorn or daphne, got 'gunicorn'" in capsys.readouterr().err
+
+
+def test_a_generated_admin_password_is_shown_once_when_the_account_is_created_and_never_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tandem, "DATA_DIR", tmp_path)
+    password = tandem.admin_password({})
+    assert len(password) >= 16 and tandem.admin_password({}) != password
+    assert list(tmp_path.iterdir()) == []
+    assert password in tandem.admin_login({}, password, created=True)
+    later = tandem.admin_login({}, password, created=False)
+    assert password not in later and "changepassword" in later
+
+
+def test_a_password_from_the_environment_is_never_printed() -> None:
+    env = {"TANDEM_ADMIN_PASSWORD": "s3cret-from-env"}
+    assert tandem.admin_password(env) == "s3cret-from-env"
+    assert "s3cret" not in tandem.admin_login(env, "s3cret-from-env", created=True)
