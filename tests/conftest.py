@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
@@ -78,3 +80,18 @@ def post_as_server(conversation_id: object, client_id: str, text: str, socket: s
         except small_model.ModelNotTrained:
             routed = unavailable(Thresholds.current())
     return actions.post_customer_message(conversation_id, client_id, text, routed, socket)
+
+
+@pytest.fixture
+def frames() -> Iterator[list[dict[str, Any]]]:
+    """Every frame broadcast to customers' sockets; staff notices and queued tasks are dropped."""
+    sent: list[dict[str, Any]] = []
+    with (
+        mock.patch(
+            "support.conversations.broadcast.send_to_conversation",
+            side_effect=lambda _id, *frames, skip=None: sent.extend(frames),
+        ),
+        mock.patch("support.conversations.broadcast.send_to_staff"),
+        mock.patch("support.conversations.tasks.answer_with_large_model.delay"),
+    ):
+        yield sent

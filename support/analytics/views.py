@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.decorators import user_passes_test
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -15,12 +14,9 @@ from django.views.decorators.http import require_GET
 from chatbot.policy import Thresholds
 from chatbot.small.model import current_meta
 from support.analytics.stats import BASELINE_METHOD, compute_stats, parse_range
+from support.permissions import agent_required, is_agent
 
 _TIER_LABELS = {"small": "Small model", "large": "Large model", "agent": "Agent"}
-
-
-def _is_staff(user: Any) -> bool:
-    return bool(user.is_active and user.is_staff)
 
 
 @require_GET
@@ -28,7 +24,7 @@ def stats_api(request: HttpRequest) -> JsonResponse:
     # An API answers with status codes a script can act on, not with a redirect to a login form.
     if not request.user.is_authenticated:
         return JsonResponse({"error": "authentication required"}, status=401)
-    if not _is_staff(request.user):
+    if not is_agent(request.user):
         return JsonResponse({"error": "staff only"}, status=403)
     try:
         date_from, date_to = parse_range(request.GET.get("from"), request.GET.get("to"))
@@ -43,7 +39,7 @@ def _pct(share: float) -> str:
 
 
 @require_GET
-@user_passes_test(_is_staff, login_url=settings.LOGIN_URL)
+@agent_required
 def console(request: HttpRequest) -> HttpResponse:
     raw_from, raw_to = request.GET.get("from", ""), request.GET.get("to", "")
     context: dict[str, Any] = {

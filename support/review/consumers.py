@@ -7,11 +7,13 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from support.permissions import is_agent
+
 
 class StaffConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_staff:
+        if not is_agent(user):
             await self.close(code=4403)
             return
         await self.channel_layer.group_add("staff", self.channel_name)

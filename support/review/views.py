@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import user_passes_test
 from django.contrib.auth.models import User
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
@@ -17,12 +16,12 @@ from django.views.decorators.http import require_POST
 
 from support.conversations import actions
 from support.conversations.models import Conversation, Owner, Role, Tier
+from support.permissions import agent_required
 
-staff_required = user_passes_test(lambda user: user.is_active and user.is_staff, login_url=settings.LOGIN_URL)
 QUEUE_LENGTH = 100
 
 
-@staff_required
+@agent_required
 def queue(request: HttpRequest) -> HttpResponse:
     show = request.GET.get("show", "open")
     conversations = Conversation.objects.select_related("agent")
@@ -41,7 +40,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     return render(request, "review/queue.html", {"rows": rows, "show": show})
 
 
-@staff_required
+@agent_required
 def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = get_object_or_404(Conversation.objects.select_related("agent"), pk=conversation_id)
     transcript = list(conversation.messages.select_related("author", "reply_to"))
@@ -65,12 +64,12 @@ def _agent_action(
 ) -> Callable[[HttpRequest, uuid.UUID], HttpResponse]:
     """Run an action for a POSTed form; a refusal becomes a message on the conversation page."""
 
-    @staff_required
+    @agent_required
     @require_POST
     def view(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
         get_object_or_404(Conversation, pk=conversation_id)
         try:
-            # staff_required has already turned anonymous visitors away.
+            # agent_required has already turned anonymous visitors away.
             assert isinstance(request.user, User)
             done = perform(request, request.user, conversation_id)
         except actions.ConversationError as error:

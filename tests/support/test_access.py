@@ -1,0 +1,161 @@
+"""Access, as a matrix: every URL the server has, for every kind of person, gets exactly what it should.
+The URL patterns are enumerated, so a new page without a rule here fails the first test. (The two
+sockets are covered over the real socket in tests/integration: other visitors' tokens, origins, the
+staff socket's refusal of customers.)"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.contrib.contenttypes.models import ContentType
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from support.conversations import actions
+from tests.conftest import post_as_server
+
+pytestmark = pytest.mark.django_db
+
+PERSONAS = ("anonymous", "visitor", "agent", "admin")
+# What each persona gets: "open" (the page, a redirect elsewhere, or 405 for a POST-only action: it is
+# reachable), "login" (sent to a login page), "denied" (401 or 403), "missing" (404).
+OPEN, LOGIN, DENIED, MISSING = "open", "login", "denied", "missing"
+EVERYONE = {persona: OPEN for persona in PERSONAS}
+AGENTS_ONLY = {"anonymous": LOGIN, "visitor": LOGIN, "agent": OPEN, "admin": OPEN}
+SIGNED_IN = {"anonymous": LOGIN, "visitor": OPEN, "agent": OPEN, "admin": OPEN}
+# Django's admin site: staff may open it, but an agent holds no model permissions.
+ADMIN_INDEX = {"anonymous": LOGIN, "visitor": LOGIN, "agent": OPEN, "admin": OPEN}
+ADMIN_MODELS = {"anonymous": LOGIN, "visitor": LOGIN, "agent": DENIED, "admin": OPEN}
+
+RULES: dict[str, dict[str, str]] = {
+    "demo": EVERYONE,
+    "health": EVERYONE,
+    "review-queue": AGENTS_ONLY,
+    "review-detail": AGENTS_ONLY,
+    "review-reply": AGENTS_ONLY,
+    "review-take-over": AGENTS_ONLY,
+    "review-hand-back": AGENTS_ONLY,
+    "review-close": AGENTS_ONLY,
+    # An API answers with status codes, not a login form.
+    "stats-api": {"anonymous": DENIED, "visitor": DENIED, "agent": OPEN, "admin": OPEN},
+    "console": AGENTS_ONLY,
+    "login": EVERYONE,
+    "logout": EVERYONE,
+    "password_change": SIGNED_IN,
+    "password_change_done": SIGNED_IN,
+    "password_reset": EVERYONE,
+    "password_reset_done": EVERYONE,
+    "password_reset_confirm": EVERYONE,
+    "password_reset_complete": EVERYONE,
+    "admin:index": ADMIN_INDEX,
+    "admin:login": EVERYONE,
+    "admin:logout": EVERYONE,
+    "admin:password_change": ADMIN_INDEX,
+    "admin:password_change_done": ADMIN_INDEX,
+    "admin:autocomplete": {"anonymous": LOGIN, "visitor": LOGIN, "agent": DENIED, "admin": DENIED},
+    "admin:jsi18n": ADMIN_INDEX,
+    "admin:view_on_site": {"anonymous": LOGIN, "visitor": LOGIN, "agent": MISSING, "admin": MISSING},
+    "admin:app_list": {"anonymous": LOGIN, "visitor": LOGIN, "agent": MISSING, "admin": OPEN},
+    "admin:auth_group_changelist": ADMIN_MODELS,
+    "admin:auth_group_add": ADMIN_MODELS,
+    "admin:auth_group_history": ADMIN_MODELS,
+    "admin:auth_group_delete": ADMIN_MODELS,
+    "admin:auth_group_change": ADMIN_MODELS,
+    # The bare object address redirects staff to its change page, which checks the permission.
+    "admin/auth/group/<path:object_id>/": ADMIN_INDEX,
+    "admin:auth_user_password_change": ADMIN_MODELS,
+    "admin:auth_user_changelist": ADMIN_MODELS,
+    "admin:auth_user_add": ADMIN_MODELS,
+    "admin:auth_user_history": ADMIN_MODELS,
+    "admin:auth_user_delete": ADMIN_MODELS,
+    "admin:auth_user_change": ADMIN_MODELS,
+    "admin/auth/user/<path:object_id>/": ADMIN_INDEX,
+    "admin/(?P<url>.*)$": {"anonymous": LOGIN, "visitor": LOGIN, "agent": MISSING, "admin": MISSING},
+}
+
+
+def routes(patterns: list[Any] | None = None, namespace: str = "", prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(rule key, full route) for every URL pattern; the key is its (namespaced) name, or its full route
+    where it has no name."""
+    for pattern in patterns if patterns is not None else get_resolver().url_patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            yield from routes(
+                pattern.url_patterns, f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace, route
+            )
+        elif isinstance(pattern, URLPattern):
+            yield (f"{namespace}{pattern.name}" if pattern.name else route), route
+
+
+def test_every_url_the_server_has_has_an_access_rule() -> None:
+    keys = [key for key, _ in routes()]
+    assert sorted(set(keys) - set(RULES)) == [], "a URL without an access rule: add it to RULES"
+    assert sorted(set(RULES) - set(keys)) == [], "a rule for a URL that no longer exists"
+
+
+@pytest.fixture
+def world(knowledge_base: None, small_model_dir: object, frames: list[dict[str, Any]]) -> dict[str, Any]:
+    visitor = User.objects.create_user("visitor-account", password="pw")
+    agent = User.objects.create_user("agent-account", password="pw", is_staff=True)
+    admin = User.objects.create_superuser("admin-account", password="pw")
+    session = actions.open_session(None)
+    post_as_server(session.conversation_id, "c1", "I'd like to talk to a person please")
+    group = Group.objects.create(name="Support")
+    return {
+        "users": {"visitor": visitor, "agent": agent, "admin": admin},
+        "conversation": session.conversation_id,
+        "group": group.pk,
+    }
+
+
+def url_for(key: str, route: str, world: dict[str, Any]) -> str:
+    admin_id = world["users"]["admin"].pk
+    samples: dict[str, Any] = {
+        "conversation_id": world["conversation"],
+        "uidb64": "MQ",
+        "token": "not-a-token",
+        "object_id": admin_id,
+        "id": admin_id,
+        "content_type_id": ContentType.objects.get_for_model(User).pk,
+        "app_label": "auth",
+        "url": "no-such-page/",
+    }
+    names = re.findall(r"<(?:\w+:)?(\w+)>", route) + re.findall(r"\(\?P<(\w+)>", route)
+    kwargs = {name: samples[name] for name in names}
+    if "group" in key:
+        kwargs = {name: world["group"] if name == "object_id" else value for name, value in kwargs.items()}
+    if "/" in key:
+        # An unnamed pattern: its route, filled in.
+        path = route
+        for name, value in kwargs.items():
+            path = re.sub(rf"<(?:\w+:)?{name}>|\(\?P<{name}>[^)]*\)", str(value), path)
+        return "/" + path.replace("^", "").replace("$", "")
+    return reverse(key, kwargs=kwargs or None)
+
+
+def outcome(response: Any) -> str:
+    assert response.status_code < 500 or response.status_code == 503, response.status_code
+    if response.status_code in (301, 302) and "login" in response["Location"]:
+        return LOGIN
+    if response.status_code in (401, 403):
+        return DENIED
+    if response.status_code == 404:
+        return MISSING
+    return OPEN
+
+
+@pytest.mark.parametrize("key", sorted(RULES))
+def test_each_person_gets_what_the_rule_says(key: str, world: dict[str, Any]) -> None:
+    route = next(route for name, route in routes() if name == key)
+    url = url_for(key, route, world)
+    got = {}
+    for persona in PERSONAS:
+        client = Client()
+        if persona != "anonymous":
+            client.force_login(world["users"][persona])
+        got[persona] = outcome(client.get(url))
+    assert got == RULES[key], url
