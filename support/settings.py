@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
@@ -60,6 +61,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Login throttling (django-axes): failed logins counted per account and client address.
+    "axes",
     "support.conversations",
     "support.knowledge",
     "support.review",
@@ -77,7 +80,18 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Content-Security-Policy on every page (django-csp; the policy is below).
     "csp.middleware.CSPMiddleware",
+    # Answers a locked-out login with HTTP 429 (django-axes; last, as its documentation asks).
+    "axes.middleware.AxesMiddleware",
 ]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# After TANDEM_LOGIN_FAILURES failed logins for one account from one address, that pair is locked out
+# for TANDEM_LOGIN_LOCKOUT_MINUTES (the staff login and the admin site's alike).
+AXES_FAILURE_LIMIT = envint("TANDEM_LOGIN_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("TANDEM_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "support.conversations.flood.request_address"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "support.urls"
 ASGI_APPLICATION = "support.asgi.application"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -39,19 +40,32 @@ _PREFIX = "tandem:flood"
 CONNECTION_TTL_SECONDS = 3600
 
 
+def _address(header_value: str | None, peer: str | None) -> str:
+    if settings.TANDEM_CLIENT_IP_HEADER and header_value:
+        last = header_value.split(",")[-1].strip()
+        if last:
+            return last[:64]
+    return peer or "unknown"
+
+
 def client_address(scope: dict[str, Any]) -> str:
     """The client's address: from TANDEM_CLIENT_IP_HEADER when the server is behind a reverse proxy that
     sets it (for X-Forwarded-For, the last address, the one the proxy itself appended), else the peer."""
     header = settings.TANDEM_CLIENT_IP_HEADER
+    value = None
     if header:
         wanted = header.lower().encode("latin-1")
         values = [value for name, value in scope.get("headers", []) if name.lower() == wanted]
-        if values:
-            last = values[-1].decode("latin-1").split(",")[-1].strip()
-            if last:
-                return last[:64]
+        value = values[-1].decode("latin-1") if values else None
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    return _address(value, str(client[0]) if client else None)
+
+
+def request_address(request: HttpRequest) -> str:
+    """The same for an HTTP request (login throttling counts failures by it)."""
+    header = settings.TANDEM_CLIENT_IP_HEADER
+    meta_key = "HTTP_" + header.upper().replace("-", "_") if header else ""
+    return _address(request.META.get(meta_key) if meta_key else None, request.META.get("REMOTE_ADDR"))
 
 
 @dataclass

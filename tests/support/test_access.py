@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib.auth.models import Group, User
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
@@ -30,6 +31,8 @@ SIGNED_IN = {"anonymous": LOGIN, "visitor": OPEN, "agent": OPEN, "admin": OPEN}
 # Django's admin site: staff may open it, but an agent holds no model permissions.
 ADMIN_INDEX = {"anonymous": LOGIN, "visitor": LOGIN, "agent": OPEN, "admin": OPEN}
 ADMIN_MODELS = {"anonymous": LOGIN, "visitor": LOGIN, "agent": DENIED, "admin": OPEN}
+
+AXES_MODELS = ("accessattempt", "accesslog", "accessfailurelog")
 
 RULES: dict[str, dict[str, str]] = {
     "demo": EVERYONE,
@@ -74,6 +77,14 @@ RULES: dict[str, dict[str, str]] = {
     "admin:auth_user_delete": ADMIN_MODELS,
     "admin:auth_user_change": ADMIN_MODELS,
     "admin/auth/user/<path:object_id>/": ADMIN_INDEX,
+    # django-axes's records of logins: readable by admins, added by nobody by hand.
+    **{
+        f"admin:axes_{model}_{view}": ADMIN_MODELS
+        for model in AXES_MODELS
+        for view in ("changelist", "history", "delete", "change")
+    },
+    **{f"admin:axes_{model}_add": {**ADMIN_MODELS, "admin": DENIED} for model in AXES_MODELS},
+    **{f"admin/axes/{model}/<path:object_id>/": ADMIN_INDEX for model in AXES_MODELS},
     "admin/(?P<url>.*)$": {"anonymous": LOGIN, "visitor": LOGIN, "agent": MISSING, "admin": MISSING},
 }
 
@@ -104,11 +115,17 @@ def world(knowledge_base: None, small_model_dir: object, frames: list[dict[str, 
     admin = User.objects.create_superuser("admin-account", password="pw")
     session = actions.open_session(None)
     post_as_server(session.conversation_id, "c1", "I'd like to talk to a person please")
-    group = Group.objects.create(name="Support")
+    seen = {"user_agent": "test", "ip_address": "198.51.100.1", "username": "x", "http_accept": "*/*", "path_info": "/"}
+    objects = {
+        "group": Group.objects.create(name="Support").pk,
+        "accessattempt": AccessAttempt.objects.create(**seen, get_data="", post_data="", failures_since_start=1).pk,
+        "accesslog": AccessLog.objects.create(**seen).pk,
+        "accessfailurelog": AccessFailureLog.objects.create(**seen).pk,
+    }
     return {
         "users": {"visitor": visitor, "agent": agent, "admin": admin},
         "conversation": session.conversation_id,
-        "group": group.pk,
+        "objects": objects,
     }
 
 
@@ -126,8 +143,10 @@ def url_for(key: str, route: str, world: dict[str, Any]) -> str:
     }
     names = re.findall(r"<(?:\w+:)?(\w+)>", route) + re.findall(r"\(\?P<(\w+)>", route)
     kwargs = {name: samples[name] for name in names}
-    if "group" in key:
-        kwargs = {name: world["group"] if name == "object_id" else value for name, value in kwargs.items()}
+    # An admin page about one object gets an object of its own model.
+    for model, pk in world["objects"].items():
+        if model in key and "object_id" in kwargs:
+            kwargs["object_id"] = pk
     if "/" in key:
         # An unnamed pattern: its route, filled in.
         path = route
