@@ -1,5 +1,5 @@
-"""Privacy through the real processes: no message text in the server's or the worker's logs, and an
-erased conversation's open socket is told and closed."""
+"""Privacy through the real processes: no message text or conversation token in the server's or the
+worker's logs, and an erased conversation's open socket is told and closed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.integration.test_chat_flow import HARD, ROUTINE, is_type
 pytestmark = pytest.mark.integration
 
 
-def test_no_customer_text_reaches_the_server_or_worker_logs(stack: Stack, visitor: ChatClient) -> None:
+def test_no_customer_text_or_token_reaches_the_server_or_worker_logs(stack: Stack, visitor: ChatClient) -> None:
     marker = f"zebra{uuid.uuid4().hex[:8]}"
     visitor.ask("p1", f"{ROUTINE} {marker}")
     visitor.wait_for(is_type("answer", reply_to="p1"))
@@ -23,8 +23,12 @@ def test_no_customer_text_reaches_the_server_or_worker_logs(stack: Stack, visito
     visitor.wait_for(is_type("answer", reply_to="p2"), timeout=240)
     visitor.send(json.dumps({"type": "message", "id": "p3", "text": f"{marker}\x00"}))
     visitor.wait_for(is_type("error", id="p3"))
+    # Nor the customer's conversation token, which no longer travels in the URL.
+    resumed = ChatClient(stack, token=visitor.token, after=100)
+    resumed.close()
     for process in ("server", "worker"):
         assert marker not in stack.log(process), process
+        assert visitor.token not in stack.log(process) and resumed.token not in stack.log(process), process
 
 
 def test_erasing_a_conversation_closes_its_open_socket(stack: Stack, visitor: ChatClient) -> None:
