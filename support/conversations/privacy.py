@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 from django.db.models import QuerySet
 
 from support.conversations import actions
@@ -46,6 +47,27 @@ def conversation_ids(ids: list[str], tokens: list[str], mentioning: list[str]) -
         else:
             missing.append(f"conversations mentioning {text!r}")
     return list(dict.fromkeys(found)), missing
+
+
+def add_selector_arguments(parser: CommandParser) -> None:
+    """The export and erase commands name conversations the same ways."""
+    parser.add_argument("ids", nargs="*", help="conversation ids")
+    parser.add_argument("--token", action="append", default=[], help="a customer's conversation token")
+    parser.add_argument(
+        "--mentioning", action="append", default=[], help="every conversation whose customer wrote this text"
+    )
+
+
+def selected(options: dict[str, Any], stderr: OutputWrapper) -> list[uuid.UUID]:
+    """The conversations the command's arguments name; what matched nothing is reported on stderr."""
+    if not (options["ids"] or options["token"] or options["mentioning"]):
+        raise CommandError("Name conversations: ids, --token or --mentioning")
+    found, missing = conversation_ids(options["ids"], options["token"], options["mentioning"])
+    for what in missing:
+        stderr.write(f"Nothing found for {what}")
+    if not found:
+        raise CommandError("No conversation matched")
+    return found
 
 
 def _mentioning(text: str) -> list[uuid.UUID]:

@@ -18,21 +18,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("ids", nargs="*", help="conversation ids")
-        parser.add_argument("--token", action="append", default=[], help="a customer's conversation token")
-        parser.add_argument(
-            "--mentioning", action="append", default=[], help="every conversation whose customer wrote this text"
-        )
+        privacy.add_selector_arguments(parser)
         parser.add_argument("--yes", action="store_true", help="erase without asking")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not (options["ids"] or options["token"] or options["mentioning"]):
-            raise CommandError("Name conversations: ids, --token or --mentioning")
-        found, missing = privacy.conversation_ids(options["ids"], options["token"], options["mentioning"])
-        for what in missing:
-            self.stderr.write(f"Nothing found for {what}")
-        if not found:
-            raise CommandError("No conversation matched")
+        found = privacy.selected(options, self.stderr)
         for conversation_id in found:
             self.stdout.write(f"  {conversation_id}")
         if not options["yes"]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from support.conversations import privacy
 
@@ -18,21 +18,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("ids", nargs="*", help="conversation ids")
-        parser.add_argument("--token", action="append", default=[], help="a customer's conversation token")
-        parser.add_argument(
-            "--mentioning", action="append", default=[], help="conversations whose customer wrote this text"
-        )
+        privacy.add_selector_arguments(parser)
         parser.add_argument("--output", type=Path, help="write the JSON here instead of stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not (options["ids"] or options["token"] or options["mentioning"]):
-            raise CommandError("Name conversations: ids, --token or --mentioning")
-        found, missing = privacy.conversation_ids(options["ids"], options["token"], options["mentioning"])
-        for what in missing:
-            self.stderr.write(f"Nothing found for {what}")
-        if not found:
-            raise CommandError("No conversation matched")
+        found = privacy.selected(options, self.stderr)
         data = json.dumps([privacy.export(conversation_id) for conversation_id in found], indent=2, ensure_ascii=False)
         if options["output"]:
             options["output"].write_text(data + "\n")
