@@ -203,7 +203,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Conversations with no activity for this many days are erased, every hour (0: kept forever). The run
 # command starts the schedule (Celery beat, inside the worker).
 TANDEM_RETENTION_DAYS = envint("TANDEM_RETENTION_DAYS", 0, minimum=0)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Conversations left waiting for a large-model answer that will never come go to people.
+    "sweep-stuck-escalations": {"task": "support.conversations.tasks.sweep_stuck_escalations", "schedule": 60.0},
+}
 if TANDEM_RETENTION_DAYS:
     CELERY_BEAT_SCHEDULE["purge-inactive-conversations"] = {
         "task": "support.conversations.tasks.purge_inactive_conversations",

@@ -503,6 +503,20 @@ def close(conversation_id: uuid.UUID, agent: User) -> Conversation:
     return _release(conversation_id, agent, Owner.CLOSED, "closed")
 
 
+def stuck_large_answers(older_than_seconds: int) -> list[int]:
+    """Customer messages of conversations still waiting for the large model whose answer has not come
+    within `older_than_seconds`: the task failed in a way that never reported back (a lost queue message,
+    a worker killed past its retries, Redis down when it was queued)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    waiting = Message.objects.filter(
+        conversation__owner=Owner.PENDING,
+        role=Role.CUSTOMER,
+        destination=Destination.LARGE,
+        created_at__lt=cutoff,
+    ).exclude(replies__tier=Tier.LARGE)
+    return list(waiting.values_list("id", flat=True)[:1000])
+
+
 # --- privacy ------------------------------------------------------------------------------------------------
 
 

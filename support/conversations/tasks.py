@@ -89,3 +89,19 @@ def purge_inactive_conversations() -> int:
     if erased:
         logger.info("Erased %s conversation(s) inactive for %s days", erased, settings.TANDEM_RETENTION_DAYS)
     return erased
+
+
+# A large-model answer still missing this long after its question is not coming: the task's own time
+# limit, its retries' back-off (2 + 4 + 8 s) and a minute of queueing.
+STUCK_AFTER_SECONDS = settings.TANDEM_LLM_TASK_TIME_LIMIT + 30 + 14 + 60
+
+
+@shared_task
+def sweep_stuck_escalations() -> int:
+    """Every minute (Celery beat): a conversation left waiting for a large-model answer that will never
+    come goes to people, and the customer is told (as when the large model fails)."""
+    stuck = actions.stuck_large_answers(STUCK_AFTER_SECONDS)
+    for message_id in stuck:
+        actions.large_answer_failed(message_id, "no answer came within the time limit")
+    return len(stuck)
+

@@ -166,3 +166,31 @@ def test_the_prompt_always_gets_its_articles_even_when_small_talk_is_nearest(
     # "hello" is nearest the built-in greeting, which has no article: the prompt still gets three.
     articles = prompts.relevant_articles("hello, can you help me", settings.TANDEM_RETRIEVAL_ARTICLES)
     assert len(articles) == settings.TANDEM_RETRIEVAL_ARTICLES
+
+
+def test_a_conversation_left_waiting_for_a_large_answer_that_never_came_goes_to_people(
+    knowledge_base: None, small_model_dir: object, frames: list[dict[str, Any]], django_capture_on_commit_callbacks
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chatbot.policy import Thresholds
+    from chatbot.routing import unavailable
+    from support.conversations.models import Conversation, Owner
+    from support.conversations.tasks import STUCK_AFTER_SECONDS, sweep_stuck_escalations
+
+    stuck, recent = actions.open_session(None), actions.open_session(None)
+    # Escalated to the large model, whose job was then lost (nothing queued it: the fixture drops it).
+    actions.post_customer_message(stuck.conversation_id, "s1", "A hard question", unavailable(Thresholds.current()))
+    actions.post_customer_message(recent.conversation_id, "r1", "Another one", unavailable(Thresholds.current()))
+    long_ago = timezone.now() - timedelta(seconds=STUCK_AFTER_SECONDS + 5)
+    Message.objects.filter(client_id="s1").update(created_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_stuck_escalations.apply().get() == 1
+    assert Conversation.objects.get(pk=stuck.conversation_id).owner == Owner.PEOPLE
+    assert Conversation.objects.get(pk=recent.conversation_id).owner == Owner.PENDING
+    told = [frame for frame in frames if frame["type"] == "escalated" and frame["reply_to"] == "s1"]
+    assert [frame["reason"] for frame in told] == ["large_model_failed"]
+    # Swept once: nothing is left waiting for it.
+    assert sweep_stuck_escalations.apply().get() == 0
