@@ -16,6 +16,7 @@ database, where the escalations are: `actions.over_large_model_budget`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import time
@@ -61,11 +62,20 @@ def client_address(scope: dict[str, Any]) -> str:
     return _address(value, str(client[0]) if client else None)
 
 
-def request_address(request: HttpRequest) -> str:
-    """The same for an HTTP request (login throttling counts failures by it)."""
+def request_address(request: HttpRequest) -> str | None:
+    """The same for an HTTP request (login throttling counts failures by it, and stores it in an IP
+    address column): None when neither the header nor the peer holds a valid address."""
     header = settings.TANDEM_CLIENT_IP_HEADER
     meta_key = "HTTP_" + header.upper().replace("-", "_") if header else ""
-    return _address(request.META.get(meta_key) if meta_key else None, request.META.get("REMOTE_ADDR"))
+    for candidate in (
+        _address(request.META.get(meta_key) if meta_key else None, None),
+        request.META.get("REMOTE_ADDR"),
+    ):
+        try:
+            return str(ipaddress.ip_address(str(candidate).strip()))
+        except ValueError:
+            continue
+    return None
 
 
 @dataclass

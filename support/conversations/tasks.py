@@ -104,4 +104,3 @@ def sweep_stuck_escalations() -> int:
     for message_id in stuck:
         actions.large_answer_failed(message_id, "no answer came within the time limit")
     return len(stuck)
-

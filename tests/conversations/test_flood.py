@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
 
-from support.conversations.flood import client_address
+from support.conversations.flood import client_address, request_address
 
 
 def scope(*headers: tuple[bytes, bytes], peer: str = "192.0.2.7") -> dict[str, object]:
@@ -25,3 +25,13 @@ def test_behind_a_proxy_the_address_the_proxy_appended_counts_not_one_the_client
 def test_another_configured_header_is_read_as_is_and_a_missing_one_falls_back_to_the_peer() -> None:
     assert client_address(scope((b"x-real-ip", b"198.51.100.2"))) == "198.51.100.2"
     assert client_address(scope()) == "192.0.2.7"
+
+
+@override_settings(TANDEM_CLIENT_IP_HEADER="X-Forwarded-For")
+def test_an_http_request_yields_a_valid_ip_address_or_none() -> None:
+    factory = RequestFactory()
+    assert request_address(factory.get("/", HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.1")) == "198.51.100.1"
+    assert request_address(factory.get("/", HTTP_X_FORWARDED_FOR="not-an-address")) == "127.0.0.1"
+    bare = factory.get("/")
+    del bare.META["REMOTE_ADDR"]
+    assert request_address(bare) is None
