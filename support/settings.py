@@ -282,6 +282,9 @@ TANDEM_PEOPLE_DRAFTS = envlist("TANDEM_PEOPLE_DRAFTS", [Reason.SENSITIVE.value, 
 for _reason in TANDEM_PEOPLE_DRAFTS:
     if _reason not in {reason.value for reason in Reason}:
         raise ImproperlyConfigured(f"TANDEM_PEOPLE_DRAFTS: unknown reason {_reason!r} (known: {', '.join(Reason)})")
+    # Those two reasons exist because the large model must not be asked (again).
+    if _reason in {Reason.LARGE_MODEL_FAILED.value, Reason.ESCALATION_LIMIT.value}:
+        raise ImproperlyConfigured(f"TANDEM_PEOPLE_DRAFTS: {_reason} cannot have a large-model draft")
 # The knowledge base's language (ISO 639-1): a message reliably in another one goes to the large model,
 # which is told to answer in the customer's language.
 TANDEM_KB_LANGUAGE = envstr("TANDEM_KB_LANGUAGE", "en").strip().lower()

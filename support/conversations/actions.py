@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -332,21 +332,32 @@ def _escalate(
     conversation: Conversation, message: Message, reason: Reason, destination: Destination, events: _Events
 ) -> dict[str, Any]:
     """Hand the customer's (stored) message to the large model or to people; the caller saves `events`."""
-    conversation.owner = Owner.PEOPLE if destination == Destination.PEOPLE else Owner.PENDING
-    conversation.escalated_at = timezone.now()
-    conversation.escalation_reason = reason
-    conversation.escalation_destination = destination
-    events.change("owner", "escalated_at", "escalation_reason", "escalation_destination")
-    event = events.add("escalated", _escalated_fields(message, reason, destination))
-    _notify_staff(conversation.id, "escalated")
-    if destination == Destination.LARGE or (
-        reason in settings.TANDEM_PEOPLE_DRAFTS and reason != Reason.ESCALATION_LIMIT
-    ):
+    event = _hand_over(conversation, message, reason, destination, events, timezone.now())
+    if destination == Destination.LARGE or reason in settings.TANDEM_PEOPLE_DRAFTS:
         # For people, the large model writes a draft that only agents see.
         from support.conversations.tasks import answer_with_large_model
 
         message_id = message.id
         transaction.on_commit(lambda: answer_with_large_model.delay(message_id))
+    return event
+
+
+def _hand_over(
+    conversation: Conversation,
+    message: Message,
+    reason: Reason,
+    destination: Destination,
+    events: _Events,
+    escalated_at: datetime,
+) -> dict[str, Any]:
+    """Record where the conversation's question went and since when, and tell the customer and the agents."""
+    conversation.owner = Owner.PEOPLE if destination == Destination.PEOPLE else Owner.PENDING
+    conversation.escalated_at = escalated_at
+    conversation.escalation_reason = reason
+    conversation.escalation_destination = destination
+    events.change("owner", "escalated_at", "escalation_reason", "escalation_destination")
+    event = events.add("escalated", _escalated_fields(message, reason, destination))
+    _notify_staff(conversation.id, "escalated")
     return event
 
 
@@ -428,16 +439,10 @@ def large_answer_failed(message_id: int, error: str) -> None:
         if not _deliverable(conversation, message):
             _notify_staff(conversation.id, "draft_failed")
             return
-        reason, destination = Reason.LARGE_MODEL_FAILED, Destination.PEOPLE
-        conversation.owner = Owner.PEOPLE
-        conversation.escalated_at = conversation.escalated_at or timezone.now()
-        conversation.escalation_reason = reason
-        conversation.escalation_destination = destination
         events = _Events(conversation)
-        events.change("owner", "escalated_at", "escalation_reason", "escalation_destination")
-        events.add("escalated", _escalated_fields(message, reason, destination))
+        since = conversation.escalated_at or timezone.now()
+        _hand_over(conversation, message, Reason.LARGE_MODEL_FAILED, Destination.PEOPLE, events, since)
         events.save()
-        _notify_staff(conversation.id, "escalated")
 
 
 # --- agents ---------------------------------------------------------------------------------------------------

@@ -110,13 +110,13 @@ def _retry_after(reset_time: float) -> int:
 
 
 async def _hit(limiter: MovingWindowRateLimiter, items: list[RateLimitItem], key: str) -> int | None:
-    """Count one more against every window; the seconds to wait if one is full (nothing is counted then)."""
+    """Count one more against each window in turn; the seconds to wait at the first that is full (a full
+    window counts nothing; the ones before it have counted this one, which only errs on the strict side).
+    One Redis call a window on the way through, a second only when refusing."""
     for item in items:
-        if not await limiter.test(item, key):
+        if not await limiter.hit(item, key):
             stats = await limiter.get_window_stats(item, key)
             return _retry_after(stats.reset_time)
-    for item in items:
-        await limiter.hit(item, key)
     return None
 
 

@@ -57,3 +57,8 @@ def test_pages_send_a_content_security_policy_whose_nonce_their_inline_blocks_ca
     html = response.content.decode()
     inline = re.findall(r"<(?:script|style)\b([^>]*)>", html)
     assert inline and all(f'nonce="{nonce.group(1)}"' in attributes for attributes in inline)
+
+
+def test_a_draft_for_reasons_that_must_not_call_the_large_model_stops_start_up(tmp_path: Path) -> None:
+    result = check_deploy({"TANDEM_PEOPLE_DRAFTS": "sensitive,escalation_limit"}, tmp_path)
+    assert result.returncode != 0 and "escalation_limit cannot have a large-model draft" in result.stderr
