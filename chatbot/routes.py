@@ -34,6 +34,10 @@ class Reason(StrEnum):
     # The conversation has used its share of large-model answers lately, or too many conversations wait
     # for the large model already (flood control).
     ESCALATION_LIMIT = "escalation_limit"
+    # The large model wrote nothing within its deadline (TANDEM_LLM_FIRST_TOKEN_SECONDS).
+    LARGE_MODEL_SLOW = "large_model_slow"
+    # The large model's back end kept failing, so it is not called for a while (the circuit breaker).
+    LARGE_MODEL_UNAVAILABLE = "large_model_unavailable"
 
 
 DEFAULT_DESTINATIONS: dict[Reason, Destination] = {
@@ -50,11 +54,15 @@ DEFAULT_DESTINATIONS: dict[Reason, Destination] = {
     Reason.LARGE_MODEL_FAILED: Destination.PEOPLE,
     # The point is not to call the large model.
     Reason.ESCALATION_LIMIT: Destination.PEOPLE,
+    Reason.LARGE_MODEL_SLOW: Destination.PEOPLE,
+    Reason.LARGE_MODEL_UNAVAILABLE: Destination.PEOPLE,
 }
 
-# Reasons whose destination settings may not change: a failed large model cannot be asked again, and
-# one over its budget must not be.
-FIXED = frozenset({Reason.LARGE_MODEL_FAILED, Reason.ESCALATION_LIMIT})
+# Reasons whose destination settings may not change: a failed, slow or unavailable large model cannot
+# be asked again, and one over its budget must not be.
+FIXED = frozenset(
+    {Reason.LARGE_MODEL_FAILED, Reason.ESCALATION_LIMIT, Reason.LARGE_MODEL_SLOW, Reason.LARGE_MODEL_UNAVAILABLE}
+)
 
 
 def parse_routes(raw: str) -> dict[Reason, Destination]:

@@ -177,6 +177,35 @@ def prepare_data(env: dict[str, str], password: str) -> bool:
     return result.stdout.startswith("Created")
 
 
+def celery_workers(
+    data_dir: Path, celery: Path | None = None, extra: tuple[str, ...] = ()
+) -> list[tuple[str, list[str]]]:
+    """The two Celery workers: the large model's (its pool and concurrency come from the settings:
+    TANDEM_LLM_CONCURRENCY), and a light one for the sweeps and the purge, which also runs the schedule
+    (Celery beat), so a sweep never waits behind the model."""
+    program = str(celery or VENV / "bin" / "celery")
+    common = ["-A", "support", "worker", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    return [
+        ("Celery worker (large model)", [program, *common, "-Q", "large", "-n", "large@%h"]),
+        (
+            "Celery worker (sweeps and schedule)",
+            [
+                program,
+                *common,
+                "-Q",
+                "default",
+                "-n",
+                "sweeps@%h",
+                "--pool",
+                "solo",
+                "--beat",
+                "--schedule",
+                str(data_dir / "celerybeat-schedule"),
+            ],
+        ),
+    ]
+
+
 def _interrupt(*_: object) -> None:
     # SIGTERM shuts down the same way as Ctrl-C.
     raise KeyboardInterrupt
@@ -218,24 +247,9 @@ def command_run(args: argparse.Namespace) -> None:
         password = admin_password(env)
         created = prepare_data(env, password)
 
-        say("Starting the Celery worker (large model) and the ASGI server")
-        worker = [
-            str(VENV / "bin" / "celery"),
-            "-A",
-            "support",
-            "worker",
-            "-Q",
-            "large,default",
-            "--concurrency",
-            env.get("TANDEM_WORKER_CONCURRENCY", "1"),
-            "--loglevel",
-            "INFO",
-            # The schedule (the retention purge) runs inside this one worker.
-            "--beat",
-            "--schedule",
-            str(DATA_DIR / "celerybeat-schedule"),
-        ]
-        children.append(("Celery worker", subprocess.Popen(worker, cwd=ROOT, env=env, start_new_session=True)))
+        say("Starting the Celery workers (the large model's, and the sweeps' with the schedule) and the ASGI server")
+        for name, command in celery_workers(DATA_DIR):
+            children.append((name, subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)))
         processes = web_processes(env)
         if processes == 1:
             server = asgi_server(env, ["--host", host, "--port", str(port)], ["-b", host, "-p", str(port)])

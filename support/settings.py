@@ -12,6 +12,7 @@ from pathlib import Path
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from chatbot.routes import FIXED as FIXED_ROUTES
 from chatbot.routes import Reason, parse_routes
 from support.env import (
     database_from_url,
@@ -198,15 +199,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # acks_late redelivers a task whose worker died; the visibility timeout must outlast the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-CELERY_TASK_ROUTES = {"support.conversations.tasks.*": {"queue": "large"}}
+# The large model's answers have a worker of their own (threads when it calls a model server, see
+# TANDEM_LLM_CONCURRENCY); the sweeps and the purge run on the "default" queue, in a light worker that
+# also runs the schedule, so they never wait behind the model.
+CELERY_TASK_ROUTES = {"support.conversations.tasks.answer_with_large_model": {"queue": "large"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Conversations with no activity for this many days are erased, every hour (0: kept forever). The run
 # command starts the schedule (Celery beat, inside the worker).
 TANDEM_RETENTION_DAYS = envint("TANDEM_RETENTION_DAYS", 0, minimum=0)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    # Conversations left waiting for a large-model answer that will never come go to people.
-    "sweep-stuck-escalations": {"task": "support.conversations.tasks.sweep_stuck_escalations", "schedule": 60.0},
-}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 if TANDEM_RETENTION_DAYS:
     CELERY_BEAT_SCHEDULE["purge-inactive-conversations"] = {
         "task": "support.conversations.tasks.purge_inactive_conversations",
@@ -282,8 +283,8 @@ TANDEM_PEOPLE_DRAFTS = envlist("TANDEM_PEOPLE_DRAFTS", [Reason.SENSITIVE.value, 
 for _reason in TANDEM_PEOPLE_DRAFTS:
     if _reason not in {reason.value for reason in Reason}:
         raise ImproperlyConfigured(f"TANDEM_PEOPLE_DRAFTS: unknown reason {_reason!r} (known: {', '.join(Reason)})")
-    # Those two reasons exist because the large model must not be asked (again).
-    if _reason in {Reason.LARGE_MODEL_FAILED.value, Reason.ESCALATION_LIMIT.value}:
+    # Those reasons exist because the large model must not be asked (again).
+    if _reason in {reason.value for reason in FIXED_ROUTES}:
         raise ImproperlyConfigured(f"TANDEM_PEOPLE_DRAFTS: {_reason} cannot have a large-model draft")
 # The knowledge base's language (ISO 639-1): a message reliably in another one goes to the large model,
 # which is told to answer in the customer's language.
@@ -324,6 +325,38 @@ TANDEM_LLM_MAX_TOKENS = envint("TANDEM_LLM_MAX_TOKENS", 160, minimum=1)
 # The output guard stops a large-model answer longer than this (chatbot/llm/guard.py).
 TANDEM_LLM_MAX_ANSWER_CHARS = envint("TANDEM_LLM_MAX_ANSWER_CHARS", 2000, minimum=100)
 TANDEM_LLM_TASK_TIME_LIMIT = envint("TANDEM_LLM_TASK_TIME_LIMIT", 300, minimum=10)
+# Large-model answers one worker writes at once. A model server (vLLM, llama.cpp's server, TGI) batches
+# the requests it gets at the same time, so the worker streams many at once, in threads; the model
+# inside the worker's own process answers one at a time.
+_REMOTE_LLM = TANDEM_LLM_BACKEND.endswith("OpenAICompatibleBackend")
+TANDEM_LLM_CONCURRENCY = envint("TANDEM_LLM_CONCURRENCY", 16 if _REMOTE_LLM else 1, minimum=1)
+if TANDEM_LLM_BACKEND.endswith("TransformersBackend") and TANDEM_LLM_CONCURRENCY != 1:
+    raise ImproperlyConfigured(
+        "TANDEM_LLM_CONCURRENCY must be 1 for the in-process model (it answers one question at a time); "
+        "serve the model with an OpenAI-compatible server to answer several at once"
+    )
+# The large-model worker: a thread per answer when it answers several at once (waiting on a server is
+# I/O), one process otherwise. The light worker for the sweeps sets its own pool on the command line.
+CELERY_WORKER_POOL = "threads" if TANDEM_LLM_CONCURRENCY > 1 else "prefork"
+CELERY_WORKER_CONCURRENCY = TANDEM_LLM_CONCURRENCY
+# A question with no first token of its answer this many seconds after it was queued goes to people,
+# and the customer is told (0: no deadline).
+TANDEM_LLM_FIRST_TOKEN_SECONDS = envint("TANDEM_LLM_FIRST_TOKEN_SECONDS", 30, minimum=0)
+# How often the sweeps look for late and lost large-model jobs (Celery beat).
+TANDEM_LLM_SWEEP_SECONDS = envfloat("TANDEM_LLM_SWEEP_SECONDS", 5.0, minimum=0.5)
+CELERY_BEAT_SCHEDULE["sweep-large-jobs"] = {
+    "task": "support.conversations.tasks.sweep_large_jobs",
+    "schedule": TANDEM_LLM_SWEEP_SECONDS,
+    # A sweep still queued when the next one is due is pointless.
+    "options": {"expires": TANDEM_LLM_SWEEP_SECONDS},
+}
+# A running job writes a heartbeat this often; one silent for four of these lost its worker and is
+# queued again.
+TANDEM_LLM_HEARTBEAT_SECONDS = envfloat("TANDEM_LLM_HEARTBEAT_SECONDS", 5.0, minimum=0.2)
+# The circuit breaker: after this many failed calls in a row (0: never) the back end is not called for
+# TANDEM_LLM_BREAKER_SECONDS, and questions go to people meanwhile.
+TANDEM_LLM_BREAKER_FAILURES = envint("TANDEM_LLM_BREAKER_FAILURES", 5, minimum=0)
+TANDEM_LLM_BREAKER_SECONDS = envfloat("TANDEM_LLM_BREAKER_SECONDS", 60.0, minimum=1.0)
 TANDEM_RETRIEVAL_ARTICLES = envint("TANDEM_RETRIEVAL_ARTICLES", 3, minimum=1)
 TANDEM_HISTORY_MESSAGES = envint("TANDEM_HISTORY_MESSAGES", 6, minimum=1)
 TANDEM_COMPANY_NAME = envstr("TANDEM_COMPANY_NAME", "Brightbox")

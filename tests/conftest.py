@@ -95,3 +95,14 @@ def frames() -> Iterator[list[dict[str, Any]]]:
         mock.patch("support.conversations.tasks.answer_with_large_model.delay"),
     ):
         yield sent
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server (the embedded one the run command starts) for the unit tests that need one."""
+    from tests.integration.conftest import embedded_redis
+
+    process, url = embedded_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    process.terminate()
+    process.wait(timeout=10)

@@ -16,6 +16,9 @@ os.environ.setdefault(
 # Tests that train call for fine-tuning by name; the rest keep the encoder frozen (seconds, not minutes).
 os.environ.setdefault("TANDEM_SMALL_MODEL_EPOCHS", "0")
 
+# The large model's circuit breaker keeps its state in Redis; its own tests start one.
+os.environ.setdefault("TANDEM_LLM_BREAKER_FAILURES", "0")
+
 from support.settings import *  # noqa: E402,F403
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -74,3 +74,7 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     # override_settings in tests would otherwise keep serving the back end built before it.
     if setting in ("TANDEM_LLM_BACKEND", "TANDEM_LLM_OPTIONS"):
         reset_backend()
+    if setting in ("TANDEM_LLM_BREAKER_FAILURES", "TANDEM_LLM_BREAKER_SECONDS", "REDIS_URL"):
+        from .breaker import forget_breaker
+
+        forget_breaker()

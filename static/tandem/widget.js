@@ -515,6 +515,9 @@
     if (!replyTo || answered.has(replyTo)) return;
     const delta = typeof f.text === 'string' ? f.text : '';
     let stream = streams.get(replyTo);
+    // The answer is being written again from the start (the worker writing it stopped): what the
+    // earlier tokens showed goes.
+    if (stream && f.restart === true) stream.textNode.data = '';
     if (!stream) {
       const el = makeBubble('answer', '');
       el.setAttribute('data-tier', 'large');

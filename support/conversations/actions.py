@@ -22,10 +22,22 @@ from django.utils import timezone
 
 from chatbot import costs
 from chatbot.llm.base import Generation
+from chatbot.llm.breaker import get_breaker
 from chatbot.routes import Destination, Reason
 from chatbot.routing import Routed
 from support.conversations import broadcast, notices
-from support.conversations.models import PEOPLE_OWNERS, Conversation, Event, Message, Owner, Role, Tier
+from support.conversations.models import (
+    PEOPLE_OWNERS,
+    UNFINISHED_JOB_STATES,
+    Conversation,
+    Event,
+    JobState,
+    LargeJob,
+    Message,
+    Owner,
+    Role,
+    Tier,
+)
 from support.knowledge import answers
 
 logger = logging.getLogger(__name__)
@@ -251,6 +263,8 @@ def _store_customer_message(
             destination = settings.TANDEM_ROUTES[reason]
         if destination == Destination.LARGE and over_large_model_budget(conversation):
             reason, destination = Reason.ESCALATION_LIMIT, Destination.PEOPLE
+        elif destination == Destination.LARGE and get_breaker().is_open():
+            reason, destination = Reason.LARGE_MODEL_UNAVAILABLE, Destination.PEOPLE
         prediction = routed.prediction
         message = Message.objects.create(
             conversation=conversation,
@@ -335,11 +349,18 @@ def _escalate(
     event = _hand_over(conversation, message, reason, destination, events, timezone.now())
     if destination == Destination.LARGE or reason in settings.TANDEM_PEOPLE_DRAFTS:
         # For people, the large model writes a draft that only agents see.
-        from support.conversations.tasks import answer_with_large_model
-
-        message_id = message.id
-        transaction.on_commit(lambda: answer_with_large_model.delay(message_id))
+        LargeJob.objects.create(message=message, conversation=conversation, queued_at=timezone.now())
+        _queue_large_job(message.id)
     return event
+
+
+def _queue_large_job(message_id: int) -> None:
+    """Send the job to a worker once the transaction commits. Robustly: the question and its job are
+    stored whatever happens, and a job the broker never got (Redis down) is caught by the sweep (its
+    first-token deadline passes, and the customer is told)."""
+    from support.conversations.tasks import answer_with_large_model
+
+    transaction.on_commit(lambda: answer_with_large_model.delay(message_id), robust=True)
 
 
 def _hand_over(
@@ -373,12 +394,76 @@ def _escalated_fields(message: Message, reason: Reason, destination: Destination
 # --- the large model ------------------------------------------------------------------------------------
 
 
-def pending_large_answer(message_id: int) -> Message | None:
-    """The customer message still waiting for the large model, or None if there is nothing to do."""
-    message = Message.objects.select_related("conversation").filter(pk=message_id, role=Role.CUSTOMER).first()
-    if message is None or Message.objects.filter(reply_to=message, tier=Tier.LARGE).exists():
-        return None
-    return message
+@dataclass(frozen=True)
+class JobRun:
+    """What a worker may do with a large-model job (`start_large_job`)."""
+
+    # The customer's message to answer; None: nothing to do (answered, failed, or gone).
+    message: Message | None
+    # This run's number: a later run takes the job over (the heartbeat and the stream check it).
+    attempt: int = 0
+    # An earlier question of the same conversation is still being answered: try again shortly.
+    wait: bool = False
+
+
+def start_large_job(message_id: int) -> JobRun:
+    """Claim a large-model job for a run of the task. A conversation's questions are answered in the
+    order they were asked: a job waits while an earlier one of its conversation is unfinished."""
+    with transaction.atomic():
+        message = Message.objects.select_related("conversation").filter(pk=message_id, role=Role.CUSTOMER).first()
+        if message is None:
+            return JobRun(None)
+        job, _ = LargeJob.objects.select_for_update().get_or_create(
+            message=message, defaults={"conversation_id": message.conversation_id, "queued_at": timezone.now()}
+        )
+        if job.state not in UNFINISHED_JOB_STATES or Message.objects.filter(reply_to=message, tier=Tier.LARGE).exists():
+            return JobRun(None)
+        earlier = LargeJob.objects.filter(
+            conversation_id=job.conversation_id, message_id__lt=message_id, state__in=UNFINISHED_JOB_STATES
+        )
+        if earlier.exists():
+            return JobRun(message, wait=True)
+        job.state = JobState.STARTED
+        job.attempt += 1
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["state", "attempt", "heartbeat_at"])
+        return JobRun(message, attempt=job.attempt)
+
+
+def _current_run(message_id: int, attempt: int) -> Any:
+    return LargeJob.objects.filter(pk=message_id, attempt=attempt, state__in=(JobState.STARTED, JobState.STREAMING))
+
+
+def large_job_heartbeat(message_id: int, attempt: int) -> bool:
+    """The run is alive; False when it is no longer the job's current run (taken over, or finished)."""
+    return bool(_current_run(message_id, attempt).update(heartbeat_at=timezone.now()))
+
+
+def large_job_first_token(message_id: int, attempt: int) -> None:
+    """The model wrote its first token: the first-token deadline no longer applies."""
+    now = timezone.now()
+    _current_run(message_id, attempt).filter(state=JobState.STARTED).update(
+        state=JobState.STREAMING, first_token_at=now, heartbeat_at=now
+    )
+
+
+def large_job_retrying(message_id: int, attempt: int) -> None:
+    """The run failed and the task will try again: the job waits in the queue (its deadline still
+    counts from when it was first queued)."""
+    _current_run(message_id, attempt).update(state=JobState.QUEUED, heartbeat_at=None)
+
+
+def large_run_status(message_id: int, attempt: int) -> tuple[bool, bool]:
+    """(whether this run is still the job's current one, whether its answer may reach the customer now)."""
+    if not _current_run(message_id, attempt).exists():
+        return False, False
+    return True, bot_may_reply(message_id)
+
+
+def bot_may_reply(message_id: int) -> bool:
+    """Whether the large model's answer to this message may reach the customer now."""
+    message = Message.objects.select_related("conversation").get(pk=message_id)
+    return _deliverable(message.conversation, message)
 
 
 def _deliverable(conversation: Conversation, message: Message) -> bool:
@@ -391,10 +476,8 @@ def _deliverable(conversation: Conversation, message: Message) -> bool:
     return not later.filter(Q(role=Role.AGENT) | Q(destination=Destination.PEOPLE)).exists()
 
 
-def bot_may_reply(message_id: int) -> bool:
-    """Whether the large model's answer to this message may be streamed to the customer now."""
-    message = Message.objects.select_related("conversation").get(pk=message_id)
-    return _deliverable(message.conversation, message)
+def _finish_job(message_id: int, state: JobState, error: str = "") -> None:
+    LargeJob.objects.filter(pk=message_id).update(state=state, finished_at=timezone.now(), error=error[:300])
 
 
 def store_large_answer(message_id: int, generation: Generation) -> Message | None:
@@ -418,10 +501,11 @@ def store_large_answer(message_id: int, generation: Generation) -> Message | Non
             cost_usd=costs.cost_usd(generation.model, generation.input_tokens, generation.output_tokens),
             delivered=deliver,
         )
+        _finish_job(message_id, JobState.ANSWERED)
         if deliver:
             events = _Events(conversation)
             events.add("answer", _answer_fields(answer))
-            if conversation.owner == Owner.PENDING:
+            if conversation.owner == Owner.PENDING and not _unfinished_jobs(conversation, after=message_id):
                 conversation.owner = Owner.BOT
                 events.change("owner")
             events.save()
@@ -429,20 +513,103 @@ def store_large_answer(message_id: int, generation: Generation) -> Message | Non
         return answer
 
 
-def large_answer_failed(message_id: int, error: str) -> None:
-    """The large model gave up for good. A customer waiting for it is told, and the conversation goes to
-    people; a draft that failed only leaves the agents without it."""
+def _unfinished_jobs(conversation: Conversation, after: int) -> bool:
+    """Whether a later question of the conversation still waits for the large model."""
+    return LargeJob.objects.filter(
+        conversation=conversation, message_id__gt=after, state__in=UNFINISHED_JOB_STATES
+    ).exists()
+
+
+def large_answer_failed(message_id: int, error: str, reason: Reason = Reason.LARGE_MODEL_FAILED) -> None:
+    """The large model gave up for good (or is not being called: `reason`). A customer waiting for it
+    is told, and the conversation goes to people; a draft that failed only leaves the agents without it."""
     with transaction.atomic():
         message = Message.objects.get(pk=message_id)
         conversation = _locked(message.conversation_id)
         logger.error("Large model failed for message %s: %s", message_id, error)
+        _finish_job(message_id, JobState.FAILED, error)
         if not _deliverable(conversation, message):
             _notify_staff(conversation.id, "draft_failed")
             return
         events = _Events(conversation)
         since = conversation.escalated_at or timezone.now()
-        _hand_over(conversation, message, Reason.LARGE_MODEL_FAILED, Destination.PEOPLE, events, since)
+        _hand_over(conversation, message, reason, Destination.PEOPLE, events, since)
         events.save()
+
+
+def late_large_jobs(deadline_seconds: int) -> list[int]:
+    """Questions for the large model with no first token `deadline_seconds` after they were queued,
+    whose customer is still waiting for it."""
+    cutoff = timezone.now() - timedelta(seconds=deadline_seconds)
+    late = LargeJob.objects.filter(
+        state__in=(JobState.QUEUED, JobState.STARTED),
+        queued_at__lt=cutoff,
+        conversation__owner=Owner.PENDING,
+        message__destination=Destination.LARGE,
+    )
+    return list(late.values_list("message_id", flat=True)[:1000])
+
+
+def large_answer_late(message_id: int) -> bool:
+    """The first-token deadline passed: the conversation goes to people (flagged in their queue as
+    large_model_slow) and the customer is told. The job goes on: its answer becomes a draft for the
+    agent. False when the question no longer waits (the first token came, or it was answered)."""
+    with transaction.atomic():
+        message = Message.objects.get(pk=message_id)
+        conversation = _locked(message.conversation_id)
+        job = LargeJob.objects.filter(pk=message_id, state__in=(JobState.QUEUED, JobState.STARTED)).first()
+        if job is None or conversation.owner != Owner.PENDING or not _deliverable(conversation, message):
+            return False
+        logger.warning("No first token for message %s within the deadline: handed to people", message_id)
+        events = _Events(conversation)
+        since = conversation.escalated_at or timezone.now()
+        _hand_over(conversation, message, Reason.LARGE_MODEL_SLOW, Destination.PEOPLE, events, since)
+        events.save()
+        return True
+
+
+def orphaned_large_jobs(silent_seconds: float) -> list[int]:
+    """Jobs a worker started and stopped beating for: the worker died (kill -9, out of memory, a lost
+    machine), and nothing will finish them."""
+    cutoff = timezone.now() - timedelta(seconds=silent_seconds)
+    orphaned = LargeJob.objects.filter(state__in=(JobState.STARTED, JobState.STREAMING), heartbeat_at__lt=cutoff)
+    return list(orphaned.values_list("message_id", flat=True)[:1000])
+
+
+# A job whose worker died this many times is not tried again: it may be what kills them.
+MAX_RUNS = 3
+
+
+def requeue_orphaned_job(message_id: int, silent_seconds: float) -> bool:
+    """Queue an orphaned job again (its first-token deadline counts afresh), or fail it after MAX_RUNS
+    runs. False when it turned out to be alive or finished."""
+    cutoff = timezone.now() - timedelta(seconds=silent_seconds)
+    with transaction.atomic():
+        job = (
+            LargeJob.objects.select_for_update()
+            .filter(pk=message_id, state__in=(JobState.STARTED, JobState.STREAMING), heartbeat_at__lt=cutoff)
+            .first()
+        )
+        if job is None:
+            return False
+        if job.attempt >= MAX_RUNS:
+            large_answer_failed(message_id, f"the worker stopped during each of {job.attempt} runs")
+            return True
+        logger.warning("The worker answering message %s stopped (run %s): queued again", message_id, job.attempt)
+        job.state = JobState.QUEUED
+        job.queued_at = timezone.now()
+        job.heartbeat_at = None
+        job.save(update_fields=["state", "queued_at", "heartbeat_at"])
+        _queue_large_job(message_id)
+        return True
+
+
+def stuck_large_jobs(older_than_seconds: int) -> list[int]:
+    """Jobs still queued `older_than_seconds` after they were queued: their task was lost (Redis lost
+    its queue, or was down when it was queued). The customer was told at the first-token deadline."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    stuck = LargeJob.objects.filter(state=JobState.QUEUED, queued_at__lt=cutoff)
+    return list(stuck.values_list("message_id", flat=True)[:1000])
 
 
 # --- agents ---------------------------------------------------------------------------------------------------
@@ -506,20 +673,6 @@ def hand_back(conversation_id: uuid.UUID, agent: User) -> Conversation:
 
 def close(conversation_id: uuid.UUID, agent: User) -> Conversation:
     return _release(conversation_id, agent, Owner.CLOSED, "closed")
-
-
-def stuck_large_answers(older_than_seconds: int) -> list[int]:
-    """Customer messages of conversations still waiting for the large model whose answer has not come
-    within `older_than_seconds`: the task failed in a way that never reported back (a lost queue message,
-    a worker killed past its retries, Redis down when it was queued)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    waiting = Message.objects.filter(
-        conversation__owner=Owner.PENDING,
-        role=Role.CUSTOMER,
-        destination=Destination.LARGE,
-        created_at__lt=cutoff,
-    ).exclude(replies__tier=Tier.LARGE)
-    return list(waiting.values_list("id", flat=True)[:1000])
 
 
 # --- privacy ------------------------------------------------------------------------------------------------

@@ -131,3 +131,50 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.seq}"
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    # A worker runs it; no token yet.
+    STARTED = "started", "Started"
+    # The first token came.
+    STREAMING = "streaming", "Streaming"
+    ANSWERED = "answered", "Answered"
+    FAILED = "failed", "Failed"
+
+
+# The states of a job a worker still owes an answer for.
+UNFINISHED_JOB_STATES = (JobState.QUEUED, JobState.STARTED, JobState.STREAMING)
+
+
+class LargeJob(models.Model):
+    """The large model's work on one customer message: queued when the message is escalated, then
+    started, streaming, and answered or failed. The sweeps read it to keep the tier responsive: a job
+    with no first token by its deadline goes to people, a job whose worker stopped beating is queued
+    again, and a conversation's jobs run in the order of its messages."""
+
+    message = models.OneToOneField(Message, primary_key=True, on_delete=models.CASCADE, related_name="large_job")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
+    # When it was (last) queued: the first-token deadline counts from here.
+    queued_at = models.DateTimeField()
+    # Each run of the job takes the next number; a run that finds a later one has taken over stops.
+    attempt = models.PositiveIntegerField(default=0)
+    # The running worker writes this every few seconds; a job whose heartbeat stopped lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Why it failed (no message text).
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["queued_at"],
+                condition=models.Q(state__in=["queued", "started", "streaming"]),
+                name="large_job_unfinished",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Large job for message {self.message_id}: {self.state}"

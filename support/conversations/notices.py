@@ -22,6 +22,13 @@ _BY_REASON: dict[tuple[Reason, Destination], str] = {
     (Reason.ESCALATION_LIMIT, Destination.PEOPLE): (
         "We're busier than usual, so I'm passing this to a member of our team; they'll reply here as soon as they can."
     ),
+    (Reason.LARGE_MODEL_SLOW, Destination.PEOPLE): (
+        "This is taking longer than it should, so a member of our team will follow up here as soon as they can."
+    ),
+    (Reason.LARGE_MODEL_UNAVAILABLE, Destination.PEOPLE): (
+        "I can't look into that myself right now, so I'm passing it to a member of our team; they'll reply here "
+        "as soon as they can."
+    ),
     (Reason.MULTI_PART, Destination.LARGE): "You've asked a few things at once. Let me look into all of them.",
 }
 _BY_DESTINATION: dict[Destination, str] = {

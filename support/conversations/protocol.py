@@ -109,8 +109,13 @@ def session_frame(conversation_id: str, token: str) -> dict[str, Any]:
     return {"type": "session", "conversation": conversation_id, "token": token}
 
 
-def token_frame(reply_to: str | None, text: str) -> dict[str, Any]:
-    return {"type": "token", "reply_to": reply_to, "text": text}
+def token_frame(reply_to: str | None, text: str, restart: bool = False) -> dict[str, Any]:
+    """A piece of a large-model answer. `restart`: the answer is being written again from the start (the
+    worker writing it stopped): drop what earlier tokens showed."""
+    frame: dict[str, Any] = {"type": "token", "reply_to": reply_to, "text": text}
+    if restart:
+        frame["restart"] = True
+    return frame
 
 
 # The WebSocket subprotocol of protocol v1. A client offers it, and its token as a second subprotocol

@@ -273,7 +273,7 @@ def test_the_large_answer_is_stored_once(conversation: Conversation, sent: list[
     answer = actions.store_large_answer(message.id, generation)
     assert answer is not None and answer.cost_usd > 0 and answer.delivered
     assert actions.store_large_answer(message.id, generation) is None
-    assert actions.pending_large_answer(message.id) is None
+    assert actions.start_large_job(message.id).message is None
     events = actions.events_after(conversation.id, 0)
     assert [e["type"] for e in events] == ["ack", "escalated", "answer"]
     assert events[-1]["tier"] == "large" and events[-1]["text"] == "About 11 m/s."

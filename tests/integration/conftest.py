@@ -110,11 +110,7 @@ def embedded_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("stack")
-    redis, redis_url = embedded_redis(data_dir)
-    port = free_port()
+def stack_env(data_dir: Path, redis_url: str, trained_model_dir: Path, **settings: str) -> dict[str, str]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "support.settings",
@@ -132,37 +128,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
         "TANDEM_CLIENT_IP_HEADER": "X-Forwarded-For",
         # A customer's website that embeds the chat.
         "TANDEM_WIDGET_ORIGINS": WIDGET_ORIGIN,
+        **settings,
     }
     env.pop("DATABASE_URL", None)
+    return env
+
+
+def start_workers(stack: Stack) -> list[subprocess.Popen[bytes]]:
+    """The run command's two Celery workers (the large model's, and the sweeps' with the schedule)."""
+    workers = tandem.celery_workers(stack.logs, BIN / "celery")
+    return [stack.start(log, command) for log, (_, command) in zip(("worker", "sweeps"), workers, strict=True)]
+
+
+def start_stack(data_dir: Path, env: dict[str, str]) -> Stack:
+    """Migrate, load the articles, add the agent, and start the workers and the server; returns once the
+    worker has loaded its models. Stop it with stop_stack."""
+    port = free_port()
     stack = Stack(http=f"http://127.0.0.1:{port}", env=env, logs=data_dir)
+    stack.manage("migrate", "--noinput", "-v", "0")
+    stack.manage("load_knowledge")
+    stack.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        f"User.objects.create_user({AGENT_USER!r}, password={AGENT_PASSWORD!r}, first_name='Alex', is_staff=True)",
+    )
     try:
-        stack.manage("migrate", "--noinput", "-v", "0")
-        stack.manage("load_knowledge")
-        stack.manage(
-            "shell",
-            "-c",
-            "from django.contrib.auth.models import User; "
-            f"User.objects.create_user({AGENT_USER!r}, password={AGENT_PASSWORD!r}, first_name='Alex', is_staff=True)",
-        )
-        worker = stack.start(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "support",
-                "worker",
-                "-Q",
-                "large,default",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                "tandem-test@%h",
-            ],
-        )
+        workers = start_workers(stack)
         # The server `scripts/tandem.py run` starts, with the same options.
         server = stack.start(
             "server",
@@ -170,7 +162,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
         )
 
         def up() -> bool:
-            for process, name in ((worker, "worker"), (server, "server")):
+            for process, name in ((workers[0], "worker"), (workers[1], "sweeps"), (server, "server")):
                 if process.poll() is not None:
                     raise RuntimeError(f"the {name} exited early:\n{stack.log(name)[-3000:]}")
             try:
@@ -180,15 +172,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> 
                 return False
 
         wait_until(up, 300, "the server and the worker to load their models")
-        yield stack
-    finally:
-        for process in stack.processes:
+    except BaseException:
+        stop_stack(stack)
+        raise
+    return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    for process in stack.processes:
+        if process.poll() is None:
             process.terminate()
-        for process in stack.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    for process in stack.processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    redis, redis_url = embedded_redis(data_dir)
+    try:
+        stack = start_stack(data_dir, stack_env(data_dir, redis_url, trained_model_dir))
+        yield stack
+        stop_stack(stack)
+    finally:
         redis.terminate()
         redis.wait(timeout=10)
 
