@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,8 +117,8 @@ class Faults:
     data_dir: Path
 
     def breaker(self) -> str | None:
-        state = redis.Redis(port=self.redis_port).get("tandem:llm:pybreaker:state")
-        return state.decode() if state else None
+        state = redis.Redis(port=self.redis_port, decode_responses=True).get("tandem:llm:pybreaker:state")
+        return str(state) if state else None
 
     def restart_redis(self) -> None:
         self.redis, _ = embedded_redis(self.data_dir, self.redis_port)
@@ -166,6 +166,10 @@ def frames_for(client: ChatClient, client_id: str) -> list[dict[str, Any]]:
     return [f for f in client.frames if f.get("reply_to") == client_id or f.get("id") == client_id]
 
 
+def answer_to(client_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda frame: frame["type"] == "answer" and frame.get("reply_to") == client_id
+
+
 def escalated_to_large(client: ChatClient, client_id: str) -> None:
     first = client.wait_for(lambda f: f["type"] in ("escalated", "answer") and f.get("reply_to") == client_id)
     assert (first["type"], first.get("destination")) == ("escalated", "large"), first
@@ -194,7 +198,7 @@ def test_one_worker_streams_many_answers_at_once_from_a_model_server(faulty: Fau
         for number, client in enumerate(clients):
             client.ask(f"c{number}", HARD[number])
         for number, client in enumerate(clients):
-            answer = client.wait_for(lambda f, n=number: f["type"] == "answer" and f["reply_to"] == f"c{n}", 40)
+            answer = client.wait_for(answer_to(f"c{number}"), 40)
             assert answer["tier"] == "large"
     finally:
         for client in clients:
@@ -384,7 +388,7 @@ def test_customers_on_two_server_processes_writing_to_one_conversation_get_every
             for client in (here, there):
                 # Each socket sees every answer, its own and the other process's.
                 for client_id in ids:
-                    client.wait_for(lambda f, i=client_id: f["type"] == "answer" and f.get("reply_to") == i, timeout=30)
+                    client.wait_for(answer_to(client_id), timeout=30)
         finally:
             here.close()
             there.close()
