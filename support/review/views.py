@@ -23,6 +23,7 @@ QUEUE_LENGTH = 100
 
 @agent_required
 def queue(request: HttpRequest) -> HttpResponse:
+    """The queue page; with ?partial=live only the part a live update replaces (review/_live.html)."""
     show = request.GET.get("show", "open")
     conversations = Conversation.objects.select_related("agent")
     if show == "all":
@@ -37,11 +38,13 @@ def queue(request: HttpRequest) -> HttpResponse:
         last_customer = conversation.messages.filter(role=Role.CUSTOMER).order_by("-created_at", "-id").first()
         large_answer = conversation.messages.filter(tier=Tier.LARGE).order_by("-created_at", "-id").first()
         rows.append({"conversation": conversation, "last_customer": last_customer, "large_answer": large_answer})
-    return render(request, "review/queue.html", {"rows": rows, "show": show})
+    template = "review/_queue_live.html" if request.GET.get("partial") == "live" else "review/queue.html"
+    return render(request, template, {"rows": rows, "show": show})
 
 
 @agent_required
 def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """A conversation's page; with ?partial=live only the parts a live update replaces."""
     conversation = get_object_or_404(Conversation.objects.select_related("agent"), pk=conversation_id)
     transcript = list(conversation.messages.select_related("author", "reply_to"))
     # A large-model answer held back because an agent took over: offered as the start of a reply.
@@ -56,7 +59,8 @@ def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
         "owned_by_other": conversation.owner == Owner.HUMAN and conversation.agent_id not in (None, request.user.pk),
         "max_chars": settings.TANDEM_MAX_MESSAGE_CHARS,
     }
-    return render(request, "review/detail.html", context)
+    template = "review/_detail_live.html" if request.GET.get("partial") == "live" else "review/detail.html"
+    return render(request, template, context)
 
 
 def _agent_action(

@@ -182,8 +182,9 @@ def test_agents_pages_hear_about_new_escalations(stack: Stack, visitor: ChatClie
         additional_headers={"Cookie": cookie},
     ) as staff:
         visitor.ask("s1", "can I speak to a human please")
-        change = json.loads(staff.recv(timeout=15))
-    assert change == {"conversation": visitor.session["conversation"], "change": "escalated"}
+        batch = json.loads(staff.recv(timeout=15))
+    expected = [{"conversation": visitor.session["conversation"], "change": "escalated"}]
+    assert batch == {"type": "changes", "changes": expected}
 
 
 def test_a_website_allowed_to_embed_the_chat_may_open_the_chat_socket_but_never_the_staff_socket(

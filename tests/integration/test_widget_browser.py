@@ -1,10 +1,10 @@
-"""A customer uses the widget on the demo page in headless Chromium."""
+"""Customers use the widget on the demo page, and agents the desk, in headless Chromium."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import AGENT_PASSWORD, AGENT_USER, ChatClient, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -58,3 +58,49 @@ def test_a_customer_who_types_too_fast_is_told_kindly_and_nothing_is_lost(stack:
     assert [text.splitlines()[0] for text in delivered.all_inner_texts()] == questions
     page.locator('.tandem-status[data-state="slow-down"]').wait_for(state="hidden", timeout=15000)
     page.close()
+
+
+def agent_page(stack: Stack, browser, path: str):  # type: ignore[no-untyped-def]
+    """An agent logged in, in Chromium, on one of the desk's pages."""
+    page = browser.new_page()
+    page.goto(stack.http + "/accounts/login/")
+    page.fill("input[name=username]", AGENT_USER)
+    page.fill("input[name=password]", AGENT_PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_url("**/review/**")
+    page.goto(stack.http + path)
+    page.wait_for_function("document.body.dataset.liveConnected === 'true'")
+    # Set on this page load only: still there after an update means the page never reloaded.
+    page.evaluate("window.sameLoad = true")
+    return page
+
+
+def test_the_queue_shows_a_new_escalation_without_reloading(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
+    page = agent_page(stack, browser, "/review/")
+    customer = ChatClient(stack)
+    try:
+        customer.ask("b1", "I want to speak to a human")
+        customer.wait_for(lambda frame: frame["type"] == "escalated")
+        row = f"tr[data-conversation='{customer.session['conversation']}']"
+        page.wait_for_selector(row, timeout=15000)
+        assert page.evaluate("window.sameLoad") is True
+    finally:
+        customer.close()
+        page.close()
+
+
+def test_a_conversation_page_updates_live_and_keeps_what_the_agent_is_typing(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
+    customer = ChatClient(stack)
+    try:
+        customer.ask("b2", "I want to speak to a human")
+        customer.wait_for(lambda frame: frame["type"] == "escalated")
+        page = agent_page(stack, browser, f"/review/{customer.session['conversation']}/")
+        page.fill("#reply-text", "Half-written reply")
+        customer.ask("b3", "Are you still there? My order number is 4417")
+        page.wait_for_selector("text=My order number is 4417", timeout=15000)
+        assert page.evaluate("window.sameLoad") is True
+        assert page.input_value("#reply-text") == "Half-written reply"
+        page.screenshot(path=str(stack.logs / "review-detail-live.png"), full_page=True)
+        page.close()
+    finally:
+        customer.close()

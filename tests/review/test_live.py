@@ -1,0 +1,93 @@
+"""Agents' pages take live updates in batches, and fetch only the parts that change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from unittest import mock
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from support.conversations import actions
+from support.conversations.models import Conversation
+from support.review import consumers
+from support.review.consumers import StaffConsumer
+from tests.conftest import post_as_server
+
+
+async def staff_socket(user: Any) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(StaffConsumer.as_asgi(), "/ws/staff/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+def change(conversation: str, what: str = "escalated") -> dict[str, str]:
+    return {"type": "queue.changed", "conversation": conversation, "change": what}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_flood_of_escalations_reaches_an_agents_page_as_one_batch(agent: User, monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "BATCH_SECONDS", 0.3)
+    page = await staff_socket(agent)
+    layer = get_channel_layer()
+    for number in range(150):
+        await layer.group_send("staff", change(f"c{number % 50}", f"change-{number}"))
+    batch = json.loads(await page.receive_from(timeout=3))
+    assert batch["type"] == "changes" and "many" not in batch
+    # One entry per conversation, with its latest change.
+    assert len(batch["changes"]) == 50
+    assert {"conversation": "c7", "change": "change-107"} in batch["changes"]
+    assert await page.receive_nothing(timeout=0.5)
+    # The next change starts the next batch.
+    await layer.group_send("staff", change("c1", "closed"))
+    assert json.loads(await page.receive_from(timeout=3))["changes"] == [{"conversation": "c1", "change": "closed"}]
+    await page.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_batch_too_long_to_list_says_many(agent: User, monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "BATCH_SECONDS", 0.3)
+    monkeypatch.setattr(consumers, "BATCH_LIMIT", 10)
+    page = await staff_socket(agent)
+    layer = get_channel_layer()
+    await asyncio.gather(*(layer.group_send("staff", change(f"c{number}")) for number in range(30)))
+    batch = json.loads(await page.receive_from(timeout=3))
+    assert batch["many"] is True and len(batch["changes"]) == 10
+    await page.disconnect()
+
+
+@pytest.fixture
+def escalated(knowledge_base: None, small_model_dir: object) -> Conversation:
+    with (
+        mock.patch("support.conversations.broadcast.send_to_conversation"),
+        mock.patch("support.conversations.broadcast.send_to_staff"),
+    ):
+        session = actions.open_session(None)
+        post_as_server(session.conversation_id, "m1", "Can I speak to a human please?")
+    return Conversation.objects.get(pk=session.conversation_id)
+
+
+@pytest.mark.django_db
+def test_the_queue_and_a_conversation_give_only_their_live_parts_when_asked(
+    escalated: Conversation, agent: User
+) -> None:
+    client = Client()
+    client.force_login(agent)
+    rows = client.get("/review/?partial=live").content.decode()
+    assert 'id="live-queue"' in rows and str(escalated.id) in rows and "<html" not in rows
+    parts = client.get(f"/review/{escalated.id}/?partial=live").content.decode()
+    assert 'id="live-conversation"' in parts and 'id="live-controls"' in parts
+    assert "Can I speak to a human please?" in parts
+    # The reply box is never replaced: what an agent is typing stays.
+    assert "reply-text" not in parts and "<html" not in parts
+    whole = client.get(f"/review/{escalated.id}/").content.decode()
+    assert 'id="live-conversation"' in whole and "reply-text" in whole
