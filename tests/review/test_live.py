@@ -91,3 +91,5 @@ def test_the_queue_and_a_conversation_give_only_their_live_parts_when_asked(
     assert "reply-text" not in parts and "<html" not in parts
     whole = client.get(f"/review/{escalated.id}/").content.decode()
     assert 'id="live-conversation"' in whole and "reply-text" in whole
+    for page in (rows, parts, whole):
+        assert "{#" not in page and "#}" not in page and "comment %}" not in page
