@@ -228,6 +228,9 @@ TANDEM_LIMIT_ADDRESS_CONNECTIONS = envint("TANDEM_LIMIT_ADDRESS_CONNECTIONS", 20
 TANDEM_LIMIT_CONVERSATION_ESCALATIONS = envint("TANDEM_LIMIT_CONVERSATION_ESCALATIONS", 5, minimum=0)
 TANDEM_LIMIT_ESCALATION_WINDOW = envint("TANDEM_LIMIT_ESCALATION_WINDOW", 3600, minimum=1)
 TANDEM_LIMIT_QUEUED_LARGE = envint("TANDEM_LIMIT_QUEUED_LARGE", 200, minimum=0)
+# Large-model jobs one client address may start (a script opening conversation after conversation is
+# still one address); over it, its questions go to people as escalation_limit.
+TANDEM_LIMIT_ADDRESS_ESCALATIONS = envrates("TANDEM_LIMIT_ADDRESS_ESCALATIONS", "10 per 10 minutes; 50 per day")
 # Behind a reverse proxy: the request header that carries the client's address (X-Forwarded-For: the
 # last address in it, the one the proxy appended; or X-Real-IP …). Unset, the peer's address is used.
 # Set it only behind a proxy that always sets it, or a client could choose its own address.

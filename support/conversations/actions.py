@@ -208,17 +208,23 @@ def _stored_ack(conversation_id: uuid.UUID, client_id: str) -> dict[str, Any] | 
 
 
 def post_customer_message(
-    conversation_id: uuid.UUID, client_id: str, text: str, routed: Routed | None, socket: str | None = None
+    conversation_id: uuid.UUID,
+    client_id: str,
+    text: str,
+    routed: Routed | None,
+    socket: str | None = None,
+    large_allowed: bool = True,
 ) -> Posted:
     """Store a customer's message and act on its route: the small tier's answers, or an escalation.
 
     `routed` is the router's verdict (chatbot.routing.route_many, run by the caller outside any
     transaction: the server does it in micro-batches), or None when `routing_context` said people own
-    the conversation and the message was not classified. A client id already stored for this
-    conversation returns the original ack and does nothing else.
+    the conversation and the message was not classified. `large_allowed` False: flood control refused
+    the client another large-model job, so a question for the large model goes to people. A client id
+    already stored for this conversation returns the original ack and does nothing else.
     """
     try:
-        return _store_customer_message(conversation_id, client_id, text, routed, socket)
+        return _store_customer_message(conversation_id, client_id, text, routed, socket, large_allowed)
     except IntegrityError:
         # Sent again (a retry after a lost ack, or the same id racing in on another socket): the unique
         # (conversation, client_id) constraint refused it and the whole transaction rolled back. Checking
@@ -230,7 +236,12 @@ def post_customer_message(
 
 
 def _store_customer_message(
-    conversation_id: uuid.UUID, client_id: str, text: str, routed: Routed | None, socket: str | None
+    conversation_id: uuid.UUID,
+    client_id: str,
+    text: str,
+    routed: Routed | None,
+    socket: str | None,
+    large_allowed: bool,
 ) -> Posted:
     # The hot path of every routine answer: one SELECT, two INSERTs of messages, one UPDATE of the
     # conversation and one INSERT of both events (the article's answer comes from a cache).
@@ -261,7 +272,7 @@ def _store_customer_message(
             # The model was trained on an article since deleted: not an answer we can give.
             reason = Reason.OUT_OF_SCOPE
             destination = settings.TANDEM_ROUTES[reason]
-        if destination == Destination.LARGE and over_large_model_budget(conversation):
+        if destination == Destination.LARGE and (not large_allowed or over_large_model_budget(conversation)):
             reason, destination = Reason.ESCALATION_LIMIT, Destination.PEOPLE
         elif destination == Destination.LARGE and get_breaker().is_open():
             reason, destination = Reason.LARGE_MODEL_UNAVAILABLE, Destination.PEOPLE

@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chatbot.policy import Thresholds
+from chatbot.routes import Destination
 from chatbot.routing import Incoming, Routed, unavailable
 from chatbot.small import batching
 from chatbot.small.model import ModelNotTrained
@@ -32,6 +33,7 @@ from support.conversations.protocol import (
 
 # WebSocket close codes: "try again later", and a normal close.
 TRY_AGAIN_LATER = 1013
+POLICY_VIOLATION = 1008
 NORMAL_CLOSURE = 1000
 # Sent before closing the sockets of a conversation that was just erased (manage.py erase_conversations).
 CONVERSATION_ERASED = "conversation_erased"
@@ -46,6 +48,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     address: str
     # The highest event seq this socket has sent: the group may deliver an event the replay already sent.
     last_seq: int
+    # Messages refused in a row for flood control (flood.STRIKES).
+    strikes: int
+    # The server closed this socket: nothing more is sent on it (events may still arrive for it).
+    closing = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections before every handler, through the one thread that runs all
@@ -66,6 +72,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
         after = parse_after((query.get("after") or [None])[-1])
         self.address = flood.client_address(self.scope)
+        if await flood.address_blocked(self.address):
+            # A script that ignored retry_after: its handshake is refused (HTTP 403), the cheapest answer.
+            self.address = ""
+            await self.close(code=TRY_AGAIN_LATER)
+            return
+        self.strikes = 0
         waited = await flood.connection_opened(self.channel_name, self.address)
         if waited is None and (not token or actions.conversation_for_token(token) is None):
             waited = await flood.conversation_allowed(self.address)
@@ -96,8 +108,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await flood.connection_closed(self.channel_name, self.address)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not hasattr(self, "conversation_id"):
-            return  # a refused connection, closing: nothing of it is handled
+        if not hasattr(self, "conversation_id") or self.closing:
+            return  # a refused or closing connection: nothing of it is handled
         # Every frame counts against the rates, malformed ones too.
         waited = await flood.message_allowed(self.channel_name, self.address)
         await flood.connection_used(self.channel_name, self.address)
@@ -108,10 +120,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if waited is not None:
             # Not stored: the client sends it again after `retry_after` seconds (same id, so it counts once).
+            self.strikes += 1
+            if self.strikes > flood.STRIKES:
+                logger.warning("Closed a chat socket that ignored retry_after %s times", flood.STRIKES)
+                await flood.block_address(self.address, waited)
+                await self._close(POLICY_VIOLATION)
+                return
             await self._send(rate_limited_frame(waited, frame.client_id))
             return
+        self.strikes = 0
         try:
-            await self._receive_message(frame)
+            async with flood.turn(self.address):
+                await self._receive_message(frame)
         except Exception:
             # Whatever went wrong, this socket stays open and the customer hears about it; the message
             # is stored at most once (its id makes a retry idempotent), so sending it again is safe.
@@ -122,12 +142,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         context = await database_sync_to_async(actions.routing_context)(self.conversation_id)
         # Classified only while the bot answers this conversation (people answer it otherwise).
         routed = await self._route(message.text, context.language) if context.bot_answers else None
-        post = database_sync_to_async(actions.post_customer_message)
-        posted = await post(self.conversation_id, message.client_id, message.text, routed, self.channel_name)
+        posted = await self._post(message, routed)
         if posted.needs_routing:
             # An agent handed the conversation back in between: the bot answers after all.
             routed = await self._route(message.text, context.language)
-            posted = await post(self.conversation_id, message.client_id, message.text, routed, self.channel_name)
+            posted = await self._post(message, routed)
         if posted.duplicate:
             # Only this socket asked again; the stored ack is not a new event for the others.
             await self._send(posted.ack)
@@ -135,6 +154,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # the conversation's other sockets (other tabs) only.
         for frame in posted.events:
             await self._deliver(frame)
+
+    async def _post(self, message: CustomerMessage, routed: Routed | None) -> actions.Posted:
+        post = database_sync_to_async(actions.post_customer_message)
+        large_allowed = await self._may_ask(routed)
+        return await post(
+            self.conversation_id, message.client_id, message.text, routed, self.channel_name, large_allowed
+        )
+
+    async def _may_ask(self, routed: Routed | None) -> bool:
+        """Whether this client's address may start another large-model job (flood control: a script
+        opening conversation after conversation is still one address)."""
+        if routed is None or routed.route.destination != Destination.LARGE:
+            return True
+        return await flood.escalation_allowed(self.address)
 
     async def _route(self, text: str, language: str | None) -> Routed:
         try:
@@ -149,7 +182,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_erased(self, event: dict[str, Any]) -> None:
         await self._send(error_frame(CONVERSATION_ERASED, "This conversation was erased.", None))
-        await self.close(code=NORMAL_CLOSURE)
+        await self._close(NORMAL_CLOSURE)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         await self._deliver(event["frame"])
@@ -175,4 +208,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.last_seq = payload["seq"]
 
     async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame))
+        if not self.closing:
+            await self.send(text_data=json.dumps(frame))
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        await self.close(code=code)

@@ -20,7 +20,8 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,17 @@ _PREFIX = "tandem:flood"
 # An open connection's entry lasts this long unless the socket sends something (which renews it): a
 # server process that dies cannot leave an address locked out for longer.
 CONNECTION_TTL_SECONDS = 3600
+# A socket that keeps sending after it was told to wait (this many messages refused in a row: the widget
+# sends what it has queued once, then waits retry_after) is a script: it is closed, and its address may
+# not open another for the time it was told to wait, at most BLOCK_SECONDS. Refusing its handshake costs
+# the server far less than answering each of its frames.
+STRIKES = 200
+BLOCK_SECONDS = 60
+# Messages of one address handled at once by one server process. Everything a message needs from the
+# database goes through one thread per process, first come first served: an address that sends in
+# bursts (a script with many sockets, each within its own limit) would queue hundreds of messages ahead
+# of every other customer. Taking turns per address, a burst waits behind itself instead.
+ADDRESS_IN_FLIGHT = 2
 
 
 def _address(header_value: str | None, peer: str | None) -> str:
@@ -86,6 +98,16 @@ class _Limiters:
     # Redis could not be reached: limits are skipped until this time, then tried again.
     skip_until: float = 0.0
     sockets: dict[str, float] = field(default_factory=dict)
+    # Addresses blocked for ignoring retry_after, as this process knows them: monotonic time they end.
+    blocked: dict[str, float] = field(default_factory=dict)
+    # Per address with messages being handled: its turns, and how many messages hold or wait for one.
+    turns: dict[str, _Turns] = field(default_factory=dict)
+
+
+@dataclass
+class _Turns:
+    semaphore: asyncio.Semaphore
+    users: int = 0
 
 
 _per_loop: dict[asyncio.AbstractEventLoop, _Limiters] = {}
@@ -143,6 +165,13 @@ async def message_allowed(socket: str, address: str) -> int | None:
     return int(waited) if waited is not None else None
 
 
+async def escalation_allowed(address: str) -> bool:
+    """Whether this address may start another large-model job (TANDEM_LIMIT_ADDRESS_ESCALATIONS)."""
+    limits = _limiters()
+    items = settings.TANDEM_LIMIT_ADDRESS_ESCALATIONS
+    return await _guarded(limits, lambda: _hit(limits.shared, items, f"escalations:{address}")) is None
+
+
 async def conversation_allowed(address: str) -> int | None:
     """None if this address may start another conversation now, else the seconds to wait."""
     limits = _limiters()
@@ -188,3 +217,44 @@ async def connection_closed(socket: str, address: str) -> None:
     limits = _limiters()
     limits.sockets.pop(socket, None)
     await _guarded(limits, lambda: limits.redis.zrem(f"{_PREFIX}:connections:{address}", socket))
+
+
+async def block_address(address: str, seconds: int) -> None:
+    """Refuse new chat sockets from `address` for `seconds` (at most BLOCK_SECONDS), in every process."""
+    limits = _limiters()
+    seconds = max(1, min(seconds, BLOCK_SECONDS))
+    limits.blocked[address] = time.monotonic() + seconds
+    await _guarded(limits, lambda: limits.redis.set(f"{_PREFIX}:blocked:{address}", 1, ex=seconds))
+
+
+async def address_blocked(address: str) -> bool:
+    """Whether `address` is blocked for ignoring retry_after. A block this process knows of is answered
+    without Redis: a blocked script reconnecting in a loop costs one dictionary lookup a try."""
+    limits = _limiters()
+    until = limits.blocked.get(address)
+    if until is not None:
+        if time.monotonic() < until:
+            return True
+        del limits.blocked[address]
+    ttl = await _guarded(limits, lambda: limits.redis.ttl(f"{_PREFIX}:blocked:{address}"))
+    if ttl is not None and ttl > 0:
+        limits.blocked[address] = time.monotonic() + ttl
+        return True
+    return False
+
+
+@asynccontextmanager
+async def turn(address: str) -> AsyncIterator[None]:
+    """Handle one message of `address` when it is its turn (at most ADDRESS_IN_FLIGHT at once)."""
+    limits = _limiters()
+    turns = limits.turns.get(address)
+    if turns is None:
+        turns = limits.turns[address] = _Turns(asyncio.Semaphore(ADDRESS_IN_FLIGHT))
+    turns.users += 1
+    try:
+        async with turns.semaphore:
+            yield
+    finally:
+        turns.users -= 1
+        if not turns.users:
+            del limits.turns[address]

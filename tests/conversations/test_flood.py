@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.test import RequestFactory, override_settings
 
 from support.conversations.flood import client_address, request_address
@@ -35,3 +36,34 @@ def test_an_http_request_yields_a_valid_ip_address_or_none() -> None:
     bare = factory.get("/")
     del bare.META["REMOTE_ADDR"]
     assert request_address(bare) is None
+
+
+@pytest.mark.asyncio
+async def test_one_address_has_at_most_two_messages_handled_at_once_and_others_do_not_wait_for_it() -> None:
+    import asyncio
+
+    from support.conversations import flood
+
+    running: dict[str, int] = {"script": 0, "customer": 0}
+    most = {"script": 0, "customer": 0}
+    customer_waited: list[float] = []
+
+    async def handle(address: str) -> None:
+        started = asyncio.get_running_loop().time()
+        async with flood.turn(address):
+            if address == "customer":
+                customer_waited.append(asyncio.get_running_loop().time() - started)
+            running[address] += 1
+            most[address] = max(most[address], running[address])
+            await asyncio.sleep(0.05)
+            running[address] -= 1
+
+    burst = [asyncio.create_task(handle("script")) for _ in range(20)]
+    await asyncio.sleep(0)
+    await handle("customer")
+    await asyncio.gather(*burst)
+    assert most == {"script": flood.ADDRESS_IN_FLIGHT, "customer": 1}
+    # The customer's message did not queue behind the script's burst.
+    assert customer_waited[0] < 0.05
+    # Nothing is kept for an address with no message in hand.
+    assert flood._limiters().turns == {}

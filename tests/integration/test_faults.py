@@ -35,6 +35,7 @@ from tests.integration.conftest import (
     Stack,
     embedded_redis,
     free_port,
+    new_address,
     stack_env,
     start_stack,
     stop_stack,
@@ -427,3 +428,19 @@ def test_a_message_sent_while_the_database_is_locked_is_answered_once_when_it_is
         assert not [f for f in client.frames if f["type"] == "error"]
     finally:
         client.close()
+
+
+def test_one_address_opening_conversation_after_conversation_gets_ten_large_model_jobs(faulty: Faults) -> None:
+    # The default budget (TANDEM_LIMIT_ADDRESS_ESCALATIONS): 10 large-model jobs an address per 10 minutes.
+    address = new_address()
+    destinations = []
+    for number in range(11):
+        client = ChatClient(faulty.stack, address=address)
+        try:
+            client.ask(f"e{number}", HARD[number % len(HARD)])
+            told = client.wait_for(lambda f: f["type"] == "escalated")
+            destinations.append((told["destination"], told["reason"]))
+        finally:
+            client.close()
+    assert all(destination == "large" for destination, _ in destinations[:10])
+    assert destinations[10] == ("people", "escalation_limit")

@@ -109,3 +109,35 @@ def test_one_address_may_start_only_so_many_conversations_but_may_always_resume_
     assert frame is not None and frame["code"] == "rate_limited" and int(str(frame["retry_after"])) > 60
     # Resuming a conversation is not starting one.
     assert refused(stack, address, token=tokens[0]) is None
+
+
+def test_a_socket_that_ignores_retry_after_is_closed_and_its_address_refused_for_a_while(stack: Stack) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    from support.conversations.flood import STRIKES
+
+    script = ChatClient(stack)
+    burst = SOCKET_MESSAGES + STRIKES + 20
+    for number in range(burst):
+        try:
+            script.ask(f"spam-{number}", "hello")
+        except ConnectionClosed:
+            break
+    limited = 0
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            frame = script.next_frame()
+            limited += frame["type"] == "error" and frame["code"] == "rate_limited"
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert limited == STRIKES
+    # The same address cannot come straight back: its handshake is refused.
+    with pytest.raises(InvalidStatus) as refused_handshake:
+        ChatClient(stack, address=script.address)
+    assert refused_handshake.value.response.status_code == 403
+    # Everyone else is served as before.
+    other = ChatClient(stack)
+    try:
+        other.ask("o1", ROUTINE)
+        other.wait_for(is_type("answer", reply_to="o1"))
+    finally:
+        other.close()
