@@ -103,7 +103,22 @@ def test_no_first_token_by_the_deadline_sends_the_question_to_people_and_tells_t
     assert "longer" in told["text"]
     # Flagged once.
     assert sweep_large_jobs.apply().get()["late"] == 0
-    # The model's answer, when it comes, is a draft for the agent who follows up.
+    # No worker had taken it: the large tier is overloaded, so the job is dropped rather than
+    # written as a draft nobody waits for.
+    answer_with_large_model.apply(args=[message.id])
+    assert backend.calls == [] and not Message.objects.filter(tier=Tier.LARGE).exists()
+    assert LargeJob.objects.get(message=message).state == JobState.FAILED
+
+
+def test_a_late_job_a_worker_has_started_becomes_a_draft_for_the_agent(
+    backend: type[FakeBackend], conversation: Conversation, frames: list[dict[str, Any]], settings: Any
+) -> None:
+    message = escalate(conversation, "q1")
+    LargeJob.objects.filter(message=message).update(state=JobState.STARTED, heartbeat_at=timezone.now())
+    past_deadline(message, settings)
+    assert sweep_large_jobs.apply().get()["late"] == 1
+    # The worker's run goes on (here: a redelivery of the same job) and its answer waits for the agent.
+    LargeJob.objects.filter(message=message).update(state=JobState.QUEUED)
     answer_with_large_model.apply(args=[message.id])
     draft = Message.objects.get(tier=Tier.LARGE)
     assert not draft.delivered
@@ -197,8 +212,10 @@ def test_a_run_taken_over_by_a_later_run_stops(
 
 
 def test_a_job_whose_task_was_lost_fails_and_unblocks_the_questions_after_it(
-    backend: type[FakeBackend], conversation: Conversation, frames: list, requeued: mock.MagicMock
+    backend: type[FakeBackend], conversation: Conversation, frames: list, requeued: mock.MagicMock, settings: Any
 ) -> None:
+    # Without a deadline (with one, the customer was handed to people long before, and the job dropped).
+    settings.TANDEM_LLM_FIRST_TOKEN_SECONDS = 0
     first, second = escalate(conversation, "q1"), escalate(conversation, "q2", HARDER)
     LargeJob.objects.filter(message=first).update(queued_at=timezone.now() - timedelta(seconds=STUCK_AFTER_SECONDS + 1))
     assert sweep_large_jobs.apply().get()["lost"] == 1
