@@ -183,6 +183,17 @@ def told_people(client: ChatClient, client_id: str, timeout: float = TOLD_WITHIN
     )
 
 
+def ask_and_hear_of_people(client: ChatClient, client_id: str, text: str) -> dict[str, Any]:
+    """Ask a question the router sends to the large model; the customer is told it went to people
+    instead, within TOLD_WITHIN seconds. Returns that notice."""
+    client.ask(client_id, text)
+    escalated_to_large(client, client_id)
+    asked = time.monotonic()
+    notice = told_people(client, client_id)
+    assert time.monotonic() - asked < TOLD_WITHIN
+    return notice
+
+
 def stored_large_answers(faults: Faults, client_id: str) -> str:
     """The large-model answers stored for the customer message with this id: "<count> <delivered...>"."""
     return faults.shell(
@@ -247,11 +258,7 @@ def test_a_model_server_that_is_down_hands_questions_to_people_then_is_left_alon
     faulty.model.stop()
     client = ChatClient(faulty.stack)
     try:
-        client.ask("d1", HARD[1])
-        escalated_to_large(client, "d1")
-        asked = time.monotonic()
-        assert told_people(client, "d1")["reason"] in GIVEN_UP
-        assert time.monotonic() - asked < TOLD_WITHIN
+        assert ask_and_hear_of_people(client, "d1", HARD[1])["reason"] in GIVEN_UP
         # Three failed calls (the first try and two retries) open the circuit breaker: the next question
         # goes straight to people, without waiting on the back end.
         wait_until(lambda: faulty.breaker() == "open", 20, "the circuit breaker to open")
@@ -284,11 +291,7 @@ def test_a_model_server_slower_than_the_deadline_hands_the_question_to_people_an
     faulty.model.control(first_token=DEADLINE_SECONDS + 3, seconds=DEADLINE_SECONDS + 4)
     client = ChatClient(faulty.stack)
     try:
-        client.ask("s1", HARD[4])
-        escalated_to_large(client, "s1")
-        asked = time.monotonic()
-        assert told_people(client, "s1")["reason"] == "large_model_slow"
-        assert time.monotonic() - asked < TOLD_WITHIN
+        assert ask_and_hear_of_people(client, "s1", HARD[4])["reason"] == "large_model_slow"
         # The answer comes later, as a draft for the agent who follows up; the customer never sees it.
         wait_until(lambda: stored_large_answers(faulty, "s1") == "1 False", 30, "the draft")
         assert not [f for f in frames_for(client, "s1") + client.drain(1) if f["type"] in ("answer", "token")]
@@ -300,11 +303,7 @@ def test_a_model_server_answering_garbage_never_reaches_the_customer(faulty: Fau
     faulty.model.control(mode="garbage")
     client = ChatClient(faulty.stack)
     try:
-        client.ask("g1", HARD[5])
-        escalated_to_large(client, "g1")
-        asked = time.monotonic()
-        assert told_people(client, "g1")["reason"] in GIVEN_UP
-        assert time.monotonic() - asked < TOLD_WITHIN
+        assert ask_and_hear_of_people(client, "g1", HARD[5])["reason"] in GIVEN_UP
         shown = "".join(f["text"] for f in frames_for(client, "g1") + client.drain(1) if f["type"] == "token")
         assert "not json" not in shown
         assert not [f for f in client.frames if f["type"] == "answer"]
