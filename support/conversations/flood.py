@@ -147,6 +147,12 @@ async def _guarded(limits: _Limiters, check: Callable[[], Awaitable[Any]]) -> An
         return None
     try:
         return await check()
+    except (RedisError, OSError):
+        pass
+    try:
+        # Once more: after Redis restarts, each connection kept in the pool fails once, and the pool
+        # replaces it. (A count the failed try made is then counted twice: the strict side.)
+        return await check()
     except (RedisError, OSError) as error:
         # Flood control must not take the chat down with it: skip it for a while and say so.
         logger.warning("Flood control is off for 10 s: Redis failed (%s)", error)
