@@ -563,9 +563,10 @@ def late_large_jobs(deadline_seconds: int) -> list[int]:
 
 def large_answer_late(message_id: int) -> bool:
     """The first-token deadline passed: the conversation goes to people (flagged in their queue as
-    large_model_slow) and the customer is told. A job a worker has started goes on, and its answer
-    becomes a draft for the agent; one still queued is dropped, because a queue that long means the
-    large tier is overloaded, and drafts nobody waits for would only make it worse. False when the
+    large_model_slow) and the customer is told. A job a worker has started (or is retrying) goes on,
+    and its answer becomes a draft for the agent; one no worker has taken yet is dropped, because a
+    queue that long means the large tier is overloaded, and drafts nobody waits for would only make it
+    worse. False when the
     question no longer waits (the first token came, or it was answered)."""
     with transaction.atomic():
         message = Message.objects.get(pk=message_id)
@@ -574,7 +575,7 @@ def large_answer_late(message_id: int) -> bool:
         if job is None or conversation.owner != Owner.PENDING or not _deliverable(conversation, message):
             return False
         logger.warning("No first token for message %s within the deadline: handed to people", message_id)
-        if job.state == JobState.QUEUED:
+        if job.state == JobState.QUEUED and not job.attempt:
             _finish_job(message_id, JobState.FAILED, "handed to people before a worker took it")
         events = _Events(conversation)
         since = conversation.escalated_at or timezone.now()
