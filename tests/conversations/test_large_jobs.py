@@ -267,3 +267,14 @@ def test_once_the_back_end_keeps_failing_questions_go_to_people_without_calling_
     asked = Message.objects.get(conversation=other, client_id="o1")
     assert (asked.escalation_reason, asked.destination) == ("large_model_unavailable", "people")
     assert not LargeJob.objects.filter(message=asked).exists()
+
+
+def test_a_late_job_waiting_to_retry_is_not_dropped(
+    backend: type[FakeBackend], conversation: Conversation, frames: list, settings: Any
+) -> None:
+    message = escalate(conversation, "q1")
+    # A worker ran it once; the model failed and the task waits to try again.
+    LargeJob.objects.filter(message=message).update(state=JobState.QUEUED, attempt=1)
+    past_deadline(message, settings)
+    assert sweep_large_jobs.apply().get()["late"] == 1
+    assert LargeJob.objects.get(message=message).state == JobState.QUEUED
