@@ -117,11 +117,12 @@ def answer_with_large_model(self, message_id: int) -> None:  # type: ignore[no-u
 
     try:
         with run:
+            # The prompt is built inside the breaker's call: while it is open, not even the retrieval
+            # runs for a back end that will not be called.
             generation = get_breaker().call(
-                get_backend().generate,
-                prompts.build(message),
-                max_tokens=settings.TANDEM_LLM_MAX_TOKENS,
-                on_token=on_token,
+                lambda: get_backend().generate(
+                    prompts.build(message), max_tokens=settings.TANDEM_LLM_MAX_TOKENS, on_token=on_token
+                )
             )
             guard.finish(generation.text)
     except Superseded:
