@@ -69,7 +69,8 @@ def agent_page(stack: Stack, browser, path: str):  # type: ignore[no-untyped-def
     page.click("button[type=submit], input[type=submit]")
     page.wait_for_url("**/review/**")
     page.goto(stack.http + path)
-    page.wait_for_function("document.body.dataset.liveConnected === 'true'")
+    # A selector, not a JavaScript predicate: the page's Content-Security-Policy forbids eval.
+    page.wait_for_selector("body[data-live-connected='true']", state="attached")
     # Set on this page load only: still there after an update means the page never reloaded.
     page.evaluate("window.sameLoad = true")
     return page
