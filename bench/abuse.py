@@ -67,11 +67,17 @@ async def customer(
     answered = 0
     kind = ""
     with_people = False
+    # Where a customer that fails was: opening the socket, waiting for the session frame, or waiting
+    # for an answer (and how far into the run).
+    phase = "handshake"
+    began = time.perf_counter()
     try:
         async with connect(
             url, origin=Origin(origin), open_timeout=60, additional_headers=address("10.1", number)
         ) as socket:
+            phase = "session frame"
             await asyncio.wait_for(socket.recv(), 60)  # the session frame
+            phase = "answer"
             await asyncio.sleep(random.uniform(0, think))
             for index, text in enumerate(asks):
                 if index:
@@ -82,9 +88,13 @@ async def customer(
                 await socket.send(frame_text)
                 while True:
                     frame = json.loads(await asyncio.wait_for(socket.recv(), 60))
+                    if frame["type"] == "escalated" and frame.get("destination") == "people":
+                        # People own the chat from now on, whichever message this answers: an earlier
+                        # question's large-model job can pass its first-token deadline while the
+                        # customer is on the next one, and the next message then gets only its ack.
+                        with_people = True
                     if frame["type"] in ("answer", "escalated") and frame.get("reply_to") == client_id:
                         if frame["type"] == "escalated":
-                            with_people = with_people or frame.get("destination") == "people"
                             kind = f"escalated to {frame.get('destination')}"
                         else:
                             kind = f"answered by the {frame.get('tier')} tier"
@@ -103,10 +113,15 @@ async def customer(
                     elif frame["type"] == "error":
                         tally[f"customer error {frame.get('code')}"] += 1
                 timings.append((time.perf_counter() - started) * 1000)
+                if os.environ.get("ABUSE_DEBUG"):
+                    print("TIMING", f"{started:.3f}", f"{timings[-1]:.1f}", kind, flush=True)
                 by_kind.setdefault(kind, []).append(timings[-1])
                 answered += 1
     except Exception as error:  # noqa: BLE001 - a benchmark reports failures rather than stopping
-        tally[f"customer failed: {type(error).__name__}"] += 1
+        tally[f"customer failed: {type(error).__name__} waiting for the {phase}"] += 1
+        if os.environ.get("ABUSE_DEBUG"):
+            print("FAILED", number, phase, locals().get("client_id"), flush=True)
+        tally[f"customer failed {int((time.perf_counter() - began) // 30) * 30}+ s into the run"] += 1
     tally["lost"] += len(asks) - answered
 
 

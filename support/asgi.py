@@ -10,7 +10,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
 # Django must be set up before the consumers (and their models) are imported.
 django_http = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
@@ -37,7 +36,8 @@ application = ProtocolTypeRouter(
         # The widget's script and styles are served by this process too, so one command runs it all.
         "http": ASGIStaticFilesHandler(django_http),
         # Each socket checks its own allowed origins (the routing modules): the chat socket accepts the
-        # customers' websites, the staff socket this server only.
-        "websocket": AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *staff_websocket_urlpatterns])),
+        # customers' websites, the staff socket this server only. Only the staff socket reads the
+        # session and the user (support/review/routing.py): the customers' socket has no use for them.
+        "websocket": URLRouter([*websocket_urlpatterns, *staff_websocket_urlpatterns]),
     }
 )

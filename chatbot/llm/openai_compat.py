@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 from typing import Any
 
 import httpx
@@ -50,6 +52,25 @@ class OpenAICompatibleBackend:
         self.api_key = api_key
         self.timeout = timeout
         self.temperature = temperature
+        self._http: httpx.Client | None = None
+        self._http_pid = 0
+        self._http_lock = threading.Lock()
+
+    def _client(self) -> httpx.Client:
+        """One HTTP client per process, shared by its threads (httpx's client is thread-safe): a client
+        per call built a TLS context each time, loading the CA bundle, which was the large-model
+        worker's biggest CPU cost per answer (py-spy, 32 answers at once). A forked child builds its own:
+        a connection pool must not cross a fork."""
+        pid = os.getpid()
+        with self._http_lock:
+            if self._http is None or self._http_pid != pid:
+                # As many streams at once as the worker runs (TANDEM_LLM_CONCURRENCY), never waiting
+                # for a place in the pool.
+                self._http = httpx.Client(
+                    timeout=self.timeout, limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)
+                )
+                self._http_pid = pid
+            return self._http
 
     def warm_up(self) -> None:
         """Nothing to load; the server may not even be up yet, which generate() reports as LLMError."""
@@ -75,9 +96,7 @@ class OpenAICompatibleBackend:
         parts: list[str] = []
         usage: dict[str, Any] | None = None
         try:
-            # A fresh connection per call: generation latency dwarfs the connect cost, and no pool
-            # gets shared across Celery's forked workers or threads.
-            with httpx.stream("POST", self.url, json=payload, headers=headers, timeout=self.timeout) as resp:
+            with self._client().stream("POST", self.url, json=payload, headers=headers) as resp:
                 if not resp.is_success:
                     body = resp.read().decode("utf-8", "replace")[:300]
                     raise LLMError(f"LLM server returned HTTP {resp.status_code}: {body}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -50,6 +51,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     last_seq: int
     # Messages refused in a row for flood control (flood.STRIKES).
     strikes: int
+    # This socket's own message rate (TANDEM_LIMIT_SOCKET_MESSAGES).
+    rate: flood.SocketRate
     # The server closed this socket: nothing more is sent on it (events may still arrive for it).
     closing = False
 
@@ -75,9 +78,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if await flood.address_blocked(self.address):
             # A script that ignored retry_after: its handshake is refused (HTTP 403), the cheapest answer.
             self.address = ""
+            await asyncio.sleep(flood.REFUSAL_DELAY_SECONDS)
             await self.close(code=TRY_AGAIN_LATER)
             return
         self.strikes = 0
+        self.rate = flood.SocketRate()
         waited = await flood.connection_opened(self.channel_name, self.address)
         if waited is None and (not token or actions.conversation_for_token(token) is None):
             waited = await flood.conversation_allowed(self.address)
@@ -86,6 +91,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if waited is not None:
             # Told why, then closed with "try again later"; the widget reconnects after retry_after.
             self.address = ""
+            await asyncio.sleep(flood.REFUSAL_DELAY_SECONDS)
             await self.accept(subprotocol=self.subprotocol)
             await self._send(rate_limited_frame(waited))
             await self.close(code=TRY_AGAIN_LATER)
@@ -111,7 +117,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not hasattr(self, "conversation_id") or self.closing:
             return  # a refused or closing connection: nothing of it is handled
         # Every frame counts against the rates, malformed ones too.
-        waited = await flood.message_allowed(self.channel_name, self.address)
+        waited = await flood.message_allowed(self.rate, self.address)
         await flood.connection_used(self.channel_name, self.address)
         try:
             frame = parse_client_frame(text_data)
@@ -123,7 +129,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.strikes += 1
             if self.strikes > flood.STRIKES:
                 logger.warning("Closed a chat socket that ignored retry_after %s times", flood.STRIKES)
-                await flood.block_address(self.address, waited)
+                await flood.block_address(self.address)
                 await self._close(POLICY_VIOLATION)
                 return
             await self._send(rate_limited_frame(waited, frame.client_id))

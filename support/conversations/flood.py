@@ -1,10 +1,12 @@
 """Flood control for the customer's chat socket: how many messages, connections and new conversations a
 socket or a client address may have, shared by every server process through Redis.
 
-Rates are moving windows kept by the `limits` library (well kept, used by Flask-Limiter and SlowAPI) in
-Redis, so every server process counts the same address together; a socket's own rate is counted in the
-process that holds it. Open connections per address are a Redis sorted set of the sockets open now,
-each entry expiring on its own if a server process dies without removing it.
+Rates per address are moving windows kept by the `limits` library (well kept, used by Flask-Limiter and
+SlowAPI) in Redis, so every server process counts the same address together. A socket's own rate is a
+moving window kept on the socket (`SocketRate`): `limits`' in-memory storage expires its entries from a
+task that hops to a thread once per key every few milliseconds, which cost the server more than a
+flood's frames themselves (py-spy, bench/README.md). Open connections per address are a Redis sorted set
+of the sockets open now, each entry expiring on its own if a server process dies without removing it.
 
 A limit reached answers `{"type":"error","code":"rate_limited","retry_after":<seconds>}` (docs/protocol.md).
 When Redis cannot be reached the limits are not applied (logged): the chat keeps working.
@@ -16,11 +18,13 @@ database, where the escalations are: `actions.over_large_model_budget`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import ipaddress
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +32,9 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from limits import RateLimitItem
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -42,15 +46,28 @@ _PREFIX = "tandem:flood"
 CONNECTION_TTL_SECONDS = 3600
 # A socket that keeps sending after it was told to wait (this many messages refused in a row: the widget
 # sends what it has queued once, then waits retry_after) is a script: it is closed, and its address may
-# not open another for the time it was told to wait, at most BLOCK_SECONDS. Refusing its handshake costs
-# the server far less than answering each of its frames.
-STRIKES = 200
+# not open another for BLOCK_SECONDS. Refusing its handshake costs the server far less than answering
+# each of its frames.
+STRIKES = 50
 BLOCK_SECONDS = 60
+# A refused handshake (blocked address, too many connections or new conversations) is answered after
+# this pause: a client that honours retry_after loses nothing by it, and a script reconnecting in a
+# loop is held to one try a second per connection instead of as many as the server can refuse.
+REFUSAL_DELAY_SECONDS = 1.0
 # Messages of one address handled at once by one server process. Everything a message needs from the
 # database goes through one thread per process, first come first served: an address that sends in
 # bursts (a script with many sockets, each within its own limit) would queue hundreds of messages ahead
 # of every other customer. Taking turns per address, a burst waits behind itself instead.
 ADDRESS_IN_FLIGHT = 2
+# Messages one server process handles at once (routing and database work), the rest waiting for a
+# place; a message whose address has no other message in hand gets the next place before one whose
+# address has. A customer asking one thing at a time then waits behind at most this many messages of
+# a burst, not behind the whole burst (bench/abuse.py: the abusers' allowance of a minute, spent in
+# the first seconds, had customers' p99 at 1-2 s).
+MESSAGES_IN_HAND = 16
+# Redis connections flood control may hold at once per server process (each call holds one for well
+# under a millisecond; more callers wait their turn).
+REDIS_CONNECTIONS = 200
 
 
 def _address(header_value: str | None, peer: str | None) -> str:
@@ -90,10 +107,36 @@ def request_address(request: HttpRequest) -> str | None:
     return None
 
 
+class SocketRate:
+    """One socket's moving windows (TANDEM_LIMIT_SOCKET_MESSAGES), kept on the socket itself: it needs
+    neither Redis nor a lock, and goes when the socket does."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def hit(self, items: Sequence[RateLimitItem], now: float | None = None) -> int | None:
+        """Count one more message; None if every window had room (then it counts), else the seconds
+        until the first full window has room (then it does not count)."""
+        if not items:
+            return None
+        now = time.monotonic() if now is None else now
+        longest = max(item.get_expiry() for item in items)
+        times = self._times
+        while times and times[0] <= now - longest:
+            times.popleft()
+        for item in items:
+            inside = len(times) - bisect.bisect_right(times, now - item.get_expiry())
+            if inside >= item.amount:
+                # Room again once the oldest message that fills this window leaves it.
+                leaves = times[len(times) - item.amount] + item.get_expiry()
+                return max(1, math.ceil(leaves - now))
+        times.append(now)
+        return None
+
+
 @dataclass
 class _Limiters:
     shared: MovingWindowRateLimiter
-    local: MovingWindowRateLimiter
     redis: Redis
     # Redis could not be reached: limits are skipped until this time, then tried again.
     skip_until: float = 0.0
@@ -102,12 +145,50 @@ class _Limiters:
     blocked: dict[str, float] = field(default_factory=dict)
     # Per address with messages being handled: its turns, and how many messages hold or wait for one.
     turns: dict[str, _Turns] = field(default_factory=dict)
+    gate: _Gate = field(default_factory=lambda: _Gate(MESSAGES_IN_HAND))
 
 
 @dataclass
 class _Turns:
     semaphore: asyncio.Semaphore
     users: int = 0
+    # Of those, how many hold or wait for a place at the gate.
+    at_gate: int = 0
+
+
+class _Gate:
+    """MESSAGES_IN_HAND places, handed on in order of arrival, but to messages whose address has no
+    other message at the gate before the others."""
+
+    def __init__(self, places: int) -> None:
+        self.free = places
+        self.first: deque[asyncio.Future[None]] = deque()
+        self.others: deque[asyncio.Future[None]] = deque()
+
+    async def enter(self, alone: bool) -> None:
+        if self.free > 0:
+            self.free -= 1
+            return
+        place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self.first if alone else self.others
+        queue.append(place)
+        try:
+            await place
+        except asyncio.CancelledError:
+            if place.done() and not place.cancelled():
+                self.leave()  # handed a place just as it was cancelled: hand it on
+            else:
+                queue.remove(place)
+            raise
+
+    def leave(self) -> None:
+        for queue in (self.first, self.others):
+            while queue:
+                place = queue.popleft()
+                if not place.done():
+                    place.set_result(None)
+                    return
+        self.free += 1
 
 
 _per_loop: dict[asyncio.AbstractEventLoop, _Limiters] = {}
@@ -118,11 +199,14 @@ def _limiters() -> _Limiters:
     found = _per_loop.get(loop)
     if found is None:
         url = settings.REDIS_URL
-        storage = RedisStorage(f"async+{url}", implementation="redispy", key_prefix=_PREFIX, socket_timeout=5)
+        # One pool for both clients, that makes a burst wait for a free connection: redis-py's default
+        # pool raises "Too many connections" instead, which switched flood control off for 10 s at a
+        # time when hundreds of sockets sent at once (bench/abuse.py), just when it was needed.
+        pool = BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=5, socket_timeout=5)
+        storage = RedisStorage(f"async+{url}", implementation="redispy", key_prefix=_PREFIX, connection_pool=pool)
         found = _per_loop[loop] = _Limiters(
             shared=MovingWindowRateLimiter(storage),
-            local=MovingWindowRateLimiter(MemoryStorage()),
-            redis=Redis.from_url(url, socket_timeout=5),
+            redis=Redis(connection_pool=pool),
         )
     return found
 
@@ -160,12 +244,12 @@ async def _guarded(limits: _Limiters, check: Callable[[], Awaitable[Any]]) -> An
         return None
 
 
-async def message_allowed(socket: str, address: str) -> int | None:
+async def message_allowed(socket: SocketRate, address: str) -> int | None:
     """None if a message from this socket and address may be handled, else the seconds to wait."""
-    limits = _limiters()
-    waited = await _hit(limits.local, settings.TANDEM_LIMIT_SOCKET_MESSAGES, socket)
+    waited = socket.hit(settings.TANDEM_LIMIT_SOCKET_MESSAGES)
     if waited is not None:
         return waited
+    limits = _limiters()
     items = settings.TANDEM_LIMIT_ADDRESS_MESSAGES
     waited = await _guarded(limits, lambda: _hit(limits.shared, items, f"messages:{address}"))
     return int(waited) if waited is not None else None
@@ -225,10 +309,10 @@ async def connection_closed(socket: str, address: str) -> None:
     await _guarded(limits, lambda: limits.redis.zrem(f"{_PREFIX}:connections:{address}", socket))
 
 
-async def block_address(address: str, seconds: int) -> None:
-    """Refuse new chat sockets from `address` for `seconds` (at most BLOCK_SECONDS), in every process."""
+async def block_address(address: str, seconds: int = BLOCK_SECONDS) -> None:
+    """Refuse new chat sockets from `address` for `seconds`, in every process."""
     limits = _limiters()
-    seconds = max(1, min(seconds, BLOCK_SECONDS))
+    seconds = max(1, seconds)
     limits.blocked[address] = time.monotonic() + seconds
     await _guarded(limits, lambda: limits.redis.set(f"{_PREFIX}:blocked:{address}", 1, ex=seconds))
 
@@ -251,7 +335,8 @@ async def address_blocked(address: str) -> bool:
 
 @asynccontextmanager
 async def turn(address: str) -> AsyncIterator[None]:
-    """Handle one message of `address` when it is its turn (at most ADDRESS_IN_FLIGHT at once)."""
+    """Handle one message of `address` when it is its turn: at most ADDRESS_IN_FLIGHT of an address at
+    once, and MESSAGES_IN_HAND in all, an address's first message before another's second."""
     limits = _limiters()
     turns = limits.turns.get(address)
     if turns is None:
@@ -259,7 +344,15 @@ async def turn(address: str) -> AsyncIterator[None]:
     turns.users += 1
     try:
         async with turns.semaphore:
-            yield
+            turns.at_gate += 1
+            try:
+                await limits.gate.enter(alone=turns.at_gate == 1)
+                try:
+                    yield
+                finally:
+                    limits.gate.leave()
+            finally:
+                turns.at_gate -= 1
     finally:
         turns.users -= 1
         if not turns.users:

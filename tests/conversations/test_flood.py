@@ -67,3 +67,64 @@ async def test_one_address_has_at_most_two_messages_handled_at_once_and_others_d
     assert customer_waited[0] < 0.05
     # Nothing is kept for an address with no message in hand.
     assert flood._limiters().turns == {}
+
+
+def test_a_sockets_own_rate_counts_every_window_and_says_when_the_first_full_one_has_room() -> None:
+    from limits import parse_many
+
+    from support.conversations.flood import SocketRate
+
+    items = list(parse_many("3 per 10 seconds; 5 per minute"))
+    rate = SocketRate()
+    assert [rate.hit(items, now=t) for t in (0.0, 1.0, 2.0)] == [None, None, None]
+    # The 10-second window is full until the message sent at 0 s leaves it, at 10 s.
+    assert rate.hit(items, now=0.5 + 2.0) == 8
+    # A refused message does not count: once the first one leaves, there is room again.
+    assert rate.hit(items, now=10.5) is None
+    assert rate.hit(items, now=11.5) is None
+    # Now the minute's window is full (5 messages), until the one at 0 s is a minute old.
+    assert rate.hit(items, now=12.5) == 48
+    assert rate.hit(items, now=60.5) is None
+
+
+def test_a_socket_without_limits_is_never_refused() -> None:
+    from support.conversations.flood import SocketRate
+
+    rate = SocketRate()
+    assert all(rate.hit([], now=0.0) is None for _ in range(1000))
+
+
+@pytest.mark.asyncio
+async def test_a_message_whose_address_has_nothing_else_in_hand_gets_the_next_place_before_a_bursts_next() -> None:
+    import asyncio
+
+    from support.conversations.flood import _Gate
+
+    gate = _Gate(2)
+    await gate.enter(alone=True)
+    await gate.enter(alone=False)
+    order: list[str] = []
+
+    async def wait(name: str, alone: bool) -> None:
+        await gate.enter(alone)
+        order.append(name)
+
+    burst = [asyncio.create_task(wait(f"script-{n}", alone=False)) for n in range(3)]
+    await asyncio.sleep(0)
+    customer = asyncio.create_task(wait("customer", alone=True))
+    await asyncio.sleep(0)
+    gate.leave()
+    await asyncio.sleep(0)
+    assert order == ["customer"]
+    # The burst is served in its own order, one place at a time.
+    gate.leave()
+    gate.leave()
+    await asyncio.sleep(0)
+    assert order == ["customer", "script-0", "script-1"]
+    # A waiter that gives up takes no place with it.
+    burst[2].cancel()
+    await asyncio.gather(burst[2], return_exceptions=True)
+    for _ in range(4):
+        gate.leave()
+    assert gate.free == 4
+    await asyncio.gather(customer, *burst[:2])
