@@ -203,7 +203,13 @@ def _limiters() -> _Limiters:
         # pool raises "Too many connections" instead, which switched flood control off for 10 s at a
         # time when hundreds of sockets sent at once (bench/abuse.py), just when it was needed.
         pool = BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=5, socket_timeout=5)
-        storage = RedisStorage(f"async+{url}", implementation="redispy", key_prefix=_PREFIX, connection_pool=pool)
+        # `connection_pool` is a documented option of RedisStorage that its type hints leave out.
+        storage = RedisStorage(
+            f"async+{url}",
+            implementation="redispy",
+            key_prefix=_PREFIX,
+            connection_pool=pool,  # type: ignore[arg-type]
+        )
         found = _per_loop[loop] = _Limiters(
             shared=MovingWindowRateLimiter(storage),
             redis=Redis(connection_pool=pool),
