@@ -116,7 +116,8 @@ SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 
 def sqlite_database(path: str) -> dict[str, object]:
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        # Django's SQLite back end, waiting for the write lock in short steps (support/sqlite/base.py).
+        "ENGINE": "support.sqlite",
         "NAME": path,
         # The web server and the Celery worker write to the same file: take the write lock at BEGIN
         # (no deadlock-prone lock upgrades), wait for it instead of failing, and let readers run

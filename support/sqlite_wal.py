@@ -21,6 +21,7 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_SECONDS = 1.0
+SQLITE_ENGINES = ("django.db.backends.sqlite3", "support.sqlite")
 _lock = threading.Lock()
 # Set to stop the running thread.
 _running: threading.Event | None = None
@@ -33,7 +34,7 @@ def start_checkpointer(
     is an SQLite file. Returns an event that stops the thread, or None when there is nothing to do."""
     global _running
     database = database or settings.DATABASES["default"]
-    if database["ENGINE"] != "django.db.backends.sqlite3" or str(database["NAME"]) in ("", ":memory:"):
+    if database["ENGINE"] not in SQLITE_ENGINES or str(database["NAME"]) in ("", ":memory:"):
         return None
     with _lock:
         if _running is None or _running.is_set():  # none yet, or the last one was stopped

@@ -49,9 +49,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     address: str
     # The highest event seq this socket has sent: the group may deliver an event the replay already sent.
     last_seq: int
-    # Messages refused in a row for flood control (flood.STRIKES).
-    strikes: int
-    # This socket's own message rate (TANDEM_LIMIT_SOCKET_MESSAGES).
+    # This socket's own message rate (TANDEM_LIMIT_SOCKET_MESSAGES), and its messages refused in a row.
     rate: flood.SocketRate
     # The server closed this socket: nothing more is sent on it (events may still arrive for it).
     closing = False
@@ -81,7 +79,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(flood.REFUSAL_DELAY_SECONDS)
             await self.close(code=TRY_AGAIN_LATER)
             return
-        self.strikes = 0
         self.rate = flood.SocketRate()
         waited = await flood.connection_opened(self.channel_name, self.address)
         if waited is None and (not token or actions.conversation_for_token(token) is None):
@@ -116,6 +113,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not hasattr(self, "conversation_id") or self.closing:
             return  # a refused or closing connection: nothing of it is handled
+        if flood.blocked_here(self.address):
+            # Another socket of this address was closed for ignoring retry_after: so is this one.
+            await self._close(POLICY_VIOLATION)
+            return
         # Every frame counts against the rates, malformed ones too.
         waited = await flood.message_allowed(self.rate, self.address)
         await flood.connection_used(self.channel_name, self.address)
@@ -126,15 +127,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if waited is not None:
             # Not stored: the client sends it again after `retry_after` seconds (same id, so it counts once).
-            self.strikes += 1
-            if self.strikes > flood.STRIKES:
+            if self.rate.ignores_retry_after():
                 logger.warning("Closed a chat socket that ignored retry_after %s times", flood.STRIKES)
                 await flood.block_address(self.address)
                 await self._close(POLICY_VIOLATION)
                 return
+
             await self._send(rate_limited_frame(waited, frame.client_id))
             return
-        self.strikes = 0
+        self.rate.accepted()
         try:
             async with flood.turn(self.address):
                 await self._receive_message(frame)

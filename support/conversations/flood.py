@@ -44,11 +44,12 @@ _PREFIX = "tandem:flood"
 # An open connection's entry lasts this long unless the socket sends something (which renews it): a
 # server process that dies cannot leave an address locked out for longer.
 CONNECTION_TTL_SECONDS = 3600
-# A socket that keeps sending after it was told to wait (this many messages refused in a row: the widget
-# sends what it has queued once, then waits retry_after) is a script: it is closed, and its address may
-# not open another for BLOCK_SECONDS. Refusing its handshake costs the server far less than answering
-# each of its frames.
-STRIKES = 50
+# A socket that keeps sending after it was told to wait (more than this many messages refused in a row:
+# the widget sends what it has queued once, then waits retry_after; a burst of 120 is still answered
+# refusal by refusal) is a script: it is closed, and its address may not open another for BLOCK_SECONDS,
+# nor keep its other sockets in this process open. Refusing its handshake costs the server far less
+# than answering each of its frames.
+STRIKES = 120
 BLOCK_SECONDS = 60
 # A refused handshake (blocked address, too many connections or new conversations) is answered after
 # this pause: a client that honours retry_after loses nothing by it, and a script reconnecting in a
@@ -113,6 +114,17 @@ class SocketRate:
 
     def __init__(self) -> None:
         self._times: deque[float] = deque()
+        # Messages refused in a row.
+        self.refused = 0
+
+    def ignores_retry_after(self) -> bool:
+        """Count a refused message: True once this socket has gone on sending regardless (STRIKES)."""
+        self.refused += 1
+        return self.refused > STRIKES
+
+    def accepted(self) -> None:
+        """A message of this socket got through: the count of refusals in a row starts again."""
+        self.refused = 0
 
     def hit(self, items: Sequence[RateLimitItem], now: float | None = None) -> int | None:
         """Count one more message; None if every window had room (then it counts), else the seconds
@@ -321,6 +333,13 @@ async def block_address(address: str, seconds: int = BLOCK_SECONDS) -> None:
     seconds = max(1, seconds)
     limits.blocked[address] = time.monotonic() + seconds
     await _guarded(limits, lambda: limits.redis.set(f"{_PREFIX}:blocked:{address}", 1, ex=seconds))
+
+
+def blocked_here(address: str) -> bool:
+    """Whether this process blocked `address`, or saw it blocked, and the block still runs (no Redis:
+    asked for every refused message)."""
+    until = _limiters().blocked.get(address)
+    return until is not None and time.monotonic() < until
 
 
 async def address_blocked(address: str) -> bool:

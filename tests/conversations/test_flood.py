@@ -128,3 +128,14 @@ async def test_a_message_whose_address_has_nothing_else_in_hand_gets_the_next_pl
         gate.leave()
     assert gate.free == 4
     await asyncio.gather(customer, *burst[:2])
+
+
+def test_a_socket_ignores_retry_after_past_the_strikes_and_a_message_that_gets_through_starts_them_again() -> None:
+    from support.conversations.flood import STRIKES, SocketRate
+
+    script = SocketRate()
+    assert [script.ignores_retry_after() for _ in range(STRIKES + 2)] == [False] * STRIKES + [True, True]
+    widget = SocketRate()
+    for _ in range(20):
+        assert not any(widget.ignores_retry_after() for _ in range(STRIKES // 2))
+        widget.accepted()

@@ -117,6 +117,8 @@ def test_a_socket_that_ignores_retry_after_is_closed_and_its_address_refused_for
     from support.conversations.flood import STRIKES
 
     script = ChatClient(stack)
+    # The same script's second socket, quiet so far.
+    accomplice = ChatClient(stack, address=script.address)
     burst = SOCKET_MESSAGES + STRIKES + 20
     for number in range(burst):
         try:
@@ -130,7 +132,14 @@ def test_a_socket_that_ignores_retry_after_is_closed_and_its_address_refused_for
             limited += frame["type"] == "error" and frame["code"] == "rate_limited"
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     assert limited == STRIKES
-    # The same address cannot come straight back: its handshake is refused.
+    # Its other socket is closed at its next frame, and the address cannot come straight back: its
+    # handshake is refused.
+    accomplice.ask("quiet-1", ROUTINE)
+    with pytest.raises(ConnectionClosed) as also_closed:
+        while True:
+            accomplice.next_frame()
+    assert also_closed.value.rcvd is not None and also_closed.value.rcvd.code == 1008
+    assert not any(frame.get("id") == "quiet-1" for frame in accomplice.frames)
     with pytest.raises(InvalidStatus) as refused_handshake:
         ChatClient(stack, address=script.address)
     assert refused_handshake.value.response.status_code == 403
