@@ -269,17 +269,23 @@ def command_run(args: argparse.Namespace) -> None:
         else:
             # Several server processes accept on one listening socket (each with its own small model):
             # the chat's per-message work is mostly Python, so one process uses one core at most.
-            listener = socket.create_server((host, port), backlog=2048)
-            listener.set_inheritable(True)
-            # Accepted sockets inherit this on Linux. uvicorn takes a passed descriptor for a Unix socket
-            # and leaves Nagle's algorithm on: the answer frame, written right after the ack, then waited
-            # for the client's delayed ACK (one chat's round trip went from 9 ms to 52 ms).
-            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            fd = listener.fileno()
+            listeners: list[socket.socket] = []
             for number in range(1, processes + 1):
+                # A listening socket each, on the same port (SO_REUSEPORT): the kernel spreads new
+                # connections evenly over them. With one shared socket, whichever process woke first
+                # took the connection, and under a flood of handshakes one process had most of them
+                # (139 % of CPU against 20 %, bench/abuse.py).
+                listener = socket.create_server((host, port), backlog=2048, reuse_port=True)
+                listener.set_inheritable(True)
+                # Accepted sockets inherit this on Linux. uvicorn takes a passed descriptor for a Unix
+                # socket and leaves Nagle's algorithm on: the answer frame, written right after the ack,
+                # then waited for the client's delayed ACK (one chat's round trip went from 9 to 52 ms).
+                listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                fd = listener.fileno()
                 server = asgi_server(env, ["--fd", str(fd)], ["--fd", str(fd)])
                 process = subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True, pass_fds=(fd,))
                 children.append((f"ASGI server {number}", process))
+                listeners.append(listener)
         wait_for_http(f"http://127.0.0.1:{port}/health/", children, processes)
 
         base = (

@@ -61,11 +61,14 @@ REFUSAL_DELAY_SECONDS = 1.0
 # of every other customer. Taking turns per address, a burst waits behind itself instead.
 ADDRESS_IN_FLIGHT = 2
 # Messages one server process handles at once (routing and database work), the rest waiting for a
-# place; a message whose address has no other message in hand gets the next place before one whose
-# address has. A customer asking one thing at a time then waits behind at most this many messages of
-# a burst, not behind the whole burst (bench/abuse.py: the abusers' allowance of a minute, spent in
-# the first seconds, had customers' p99 at 1-2 s).
-MESSAGES_IN_HAND = 16
+# place. A message gets the next place before others when its address is quiet: no other message of
+# it in hand, and fewer than BUSY_MESSAGES of it handled here within about BUSY_SECONDS (a decaying
+# count). A customer asking one thing at a time then waits behind at most this many messages of a
+# burst, not behind the whole burst (bench/abuse.py: the abusers' allowance of a minute, spent in the
+# first seconds, had customers' p99 at 1-2 s).
+MESSAGES_IN_HAND = 8
+BUSY_MESSAGES = 4.0
+BUSY_SECONDS = 10.0
 # Redis connections flood control may hold at once per server process (each call holds one for well
 # under a millisecond; more callers wait their turn).
 REDIS_CONNECTIONS = 200
@@ -158,6 +161,23 @@ class _Limiters:
     # Per address with messages being handled: its turns, and how many messages hold or wait for one.
     turns: dict[str, _Turns] = field(default_factory=dict)
     gate: _Gate = field(default_factory=lambda: _Gate(MESSAGES_IN_HAND))
+    # Per address: its decaying count of messages handled here, and when it was last counted.
+    recent: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def busy(self, address: str, now: float) -> bool:
+        """Count one more message of `address`: whether it was busy already (see BUSY_MESSAGES)."""
+        count, then = self.recent.get(address, (0.0, now))
+        count *= 0.5 ** ((now - then) / (BUSY_SECONDS / 2))
+        self.recent[address] = (count + 1, now)
+        if len(self.recent) > 4096:
+            # Forget the addresses whose count has decayed to nothing.
+            half_life = BUSY_SECONDS / 2
+            self.recent = {
+                key: (value, at)
+                for key, (value, at) in self.recent.items()
+                if value * 0.5 ** ((now - at) / half_life) > 0.1
+            }
+        return count >= BUSY_MESSAGES
 
 
 @dataclass
@@ -169,20 +189,20 @@ class _Turns:
 
 
 class _Gate:
-    """MESSAGES_IN_HAND places, handed on in order of arrival, but to messages whose address has no
-    other message at the gate before the others."""
+    """MESSAGES_IN_HAND places, handed on in order of arrival, but to messages of quiet addresses
+    before the others."""
 
     def __init__(self, places: int) -> None:
         self.free = places
         self.first: deque[asyncio.Future[None]] = deque()
         self.others: deque[asyncio.Future[None]] = deque()
 
-    async def enter(self, alone: bool) -> None:
+    async def enter(self, quiet: bool) -> None:
         if self.free > 0:
             self.free -= 1
             return
         place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self.first if alone else self.others
+        queue = self.first if quiet else self.others
         queue.append(place)
         try:
             await place
@@ -361,7 +381,7 @@ async def address_blocked(address: str) -> bool:
 @asynccontextmanager
 async def turn(address: str) -> AsyncIterator[None]:
     """Handle one message of `address` when it is its turn: at most ADDRESS_IN_FLIGHT of an address at
-    once, and MESSAGES_IN_HAND in all, an address's first message before another's second."""
+    once, and MESSAGES_IN_HAND in all, a quiet address's message before a busy one's."""
     limits = _limiters()
     turns = limits.turns.get(address)
     if turns is None:
@@ -371,7 +391,8 @@ async def turn(address: str) -> AsyncIterator[None]:
         async with turns.semaphore:
             turns.at_gate += 1
             try:
-                await limits.gate.enter(alone=turns.at_gate == 1)
+                busy = limits.busy(address, time.monotonic())
+                await limits.gate.enter(quiet=turns.at_gate == 1 and not busy)
                 try:
                     yield
                 finally:

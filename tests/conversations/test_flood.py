@@ -95,23 +95,23 @@ def test_a_socket_without_limits_is_never_refused() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_message_whose_address_has_nothing_else_in_hand_gets_the_next_place_before_a_bursts_next() -> None:
+async def test_a_quiet_addresss_message_gets_the_next_place_before_a_busy_ones() -> None:
     import asyncio
 
     from support.conversations.flood import _Gate
 
     gate = _Gate(2)
-    await gate.enter(alone=True)
-    await gate.enter(alone=False)
+    await gate.enter(quiet=True)
+    await gate.enter(quiet=False)
     order: list[str] = []
 
-    async def wait(name: str, alone: bool) -> None:
-        await gate.enter(alone)
+    async def wait(name: str, quiet: bool) -> None:
+        await gate.enter(quiet)
         order.append(name)
 
-    burst = [asyncio.create_task(wait(f"script-{n}", alone=False)) for n in range(3)]
+    burst = [asyncio.create_task(wait(f"script-{n}", quiet=False)) for n in range(3)]
     await asyncio.sleep(0)
-    customer = asyncio.create_task(wait("customer", alone=True))
+    customer = asyncio.create_task(wait("customer", quiet=True))
     await asyncio.sleep(0)
     gate.leave()
     await asyncio.sleep(0)
@@ -139,3 +139,20 @@ def test_a_socket_ignores_retry_after_past_the_strikes_and_a_message_that_gets_t
     for _ in range(20):
         assert not any(widget.ignores_retry_after() for _ in range(STRIKES // 2))
         widget.accepted()
+
+
+def test_an_address_is_busy_after_a_few_messages_in_quick_succession_and_quiet_again_after_a_pause() -> None:
+    from support.conversations.flood import BUSY_MESSAGES, BUSY_SECONDS, _limiters
+
+    async def check() -> None:
+        limits = _limiters()
+        # A customer asking every few seconds is never busy.
+        assert not any(limits.busy("customer", now=5.0 * n) for n in range(50))
+        # A burst is, from its fifth or sixth message on, and is quiet again some seconds after it stops.
+        burst = [limits.busy("script", now=0.01 * n) for n in range(10)]
+        assert not any(burst[: int(BUSY_MESSAGES)]) and all(burst[int(BUSY_MESSAGES) + 1 :])
+        assert not limits.busy("script", now=3 * BUSY_SECONDS)
+
+    import asyncio
+
+    asyncio.run(check())
