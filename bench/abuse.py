@@ -63,6 +63,7 @@ async def customer(
     timings: list[float],
     tally: Counter[str],
     by_kind: dict[str, list[float]],
+    sent_at: list[tuple[float, float]],
 ) -> None:
     answered = 0
     kind = ""
@@ -113,14 +114,11 @@ async def customer(
                     elif frame["type"] == "error":
                         tally[f"customer error {frame.get('code')}"] += 1
                 timings.append((time.perf_counter() - started) * 1000)
-                if os.environ.get("ABUSE_DEBUG"):
-                    print("TIMING", f"{started:.3f}", f"{timings[-1]:.1f}", kind, flush=True)
+                sent_at.append((started, timings[-1]))
                 by_kind.setdefault(kind, []).append(timings[-1])
                 answered += 1
     except Exception as error:  # noqa: BLE001 - a benchmark reports failures rather than stopping
         tally[f"customer failed: {type(error).__name__} waiting for the {phase}"] += 1
-        if os.environ.get("ABUSE_DEBUG"):
-            print("FAILED", number, phase, locals().get("client_id"), flush=True)
         tally[f"customer failed {int((time.perf_counter() - began) // 30) * 30}+ s into the run"] += 1
     tally["lost"] += len(asks) - answered
 
@@ -187,6 +185,7 @@ async def main() -> None:
     parser.add_argument("--abusers", type=int, default=25)
     parser.add_argument("--abuser-sockets", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeline", action="store_true", help="print the round trips' p99 per 10 s of the run")
     args = parser.parse_args()
     random.seed(args.seed)
     url = args.server.replace("http", "ws", 1) + "/ws/chat/"
@@ -194,6 +193,7 @@ async def main() -> None:
     tally: Counter[str] = Counter()
     timings: list[float] = []
     by_kind: dict[str, list[float]] = {}
+    sent_at: list[tuple[float, float]] = []
     # The abuse lasts as long as the customers' questions take, roughly.
     stop = time.monotonic() + args.think * (args.messages + 1)
     started = time.perf_counter()
@@ -207,6 +207,7 @@ async def main() -> None:
             timings,
             tally,
             by_kind,
+            sent_at,
         )
         for number in range(args.chats)
     ]
@@ -238,6 +239,16 @@ async def main() -> None:
         times.sort()
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
         print(f"  {kind}: {len(times)}, p50 {statistics.median(times):.1f} ms, p99 {p99:.1f} ms")
+    if args.timeline and sent_at:
+        # When the slow round trips were: p99 and the slowest per 10 s of the run, by sending time.
+        print("  timeline (s into the run: round trips, p99 / max ms):")
+        buckets: dict[int, list[float]] = {}
+        for sent, took in sent_at:
+            buckets.setdefault(int((sent - started) // 10) * 10, []).append(took)
+        for second, times in sorted(buckets.items()):
+            times.sort()
+            p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+            print(f"    {second:>4}: {len(times):>4}, {p99:8.1f} / {times[-1]:8.1f}")
     for key in sorted(tally):
         if key != "lost" and key not in by_kind:
             print(f"  {key}: {tally[key]}")
