@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,13 @@ def own_database_files(django_db_blocker: Any) -> Any:
     # These tests open SQLite files of their own, not the test database.
     with django_db_blocker.unblock():
         yield
+
+
+def in_a_thread_of_its_own(test: Callable[[], None]) -> None:
+    """Run `test` in a fresh thread, as the server's database thread runs: after the browser tests, the
+    main thread may still have an event loop running, and Django refuses database calls there."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(test).result()
 
 
 def connection_to(path: Path, timeout: float) -> Any:
@@ -51,7 +60,10 @@ def hold_the_write_lock(path: Path, seconds: float) -> tuple[threading.Thread, l
 
 
 def test_a_writer_gets_the_lock_within_milliseconds_of_its_release(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
+    in_a_thread_of_its_own(lambda: gets_the_lock_soon(tmp_path / "db.sqlite3"))
+
+
+def gets_the_lock_soon(path: Path) -> None:
     connection = connection_to(path, timeout=10)
     # SQLite's own handler would be sleeping at this point (its sleeps add up to 178 ms, then 228 ms).
     thread, released = hold_the_write_lock(path, 0.18)
@@ -66,7 +78,10 @@ def test_a_writer_gets_the_lock_within_milliseconds_of_its_release(tmp_path: Pat
 
 
 def test_a_writer_gives_up_at_its_timeout_with_the_database_locked_error(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
+    in_a_thread_of_its_own(lambda: gives_up_at_the_timeout(tmp_path / "db.sqlite3"))
+
+
+def gives_up_at_the_timeout(path: Path) -> None:
     connection = connection_to(path, timeout=0.3)
     thread, _ = hold_the_write_lock(path, 1.0)
     started = time.monotonic()
