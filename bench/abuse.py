@@ -3,6 +3,7 @@
     TANDEM_CLIENT_IP_HEADER=X-Forwarded-For python3 scripts/tandem.py run      # then:
     .venv/bin/python bench/abuse.py --server http://localhost:8000 --chats 500 --messages 10 --abusers 25
     .venv/bin/python bench/abuse.py --server http://localhost:8000 --chats 500 --messages 10 --abusers 0
+    (--timeline adds the customers' p99 per 10 s of the run: when the slow round trips were)
 
 --chats customers each ask --messages questions, taken from the demo knowledge base's own phrasings
 (seeded, varied; most are routine, a few escalate), a --think pause apart (uniform between half and 1.5
