@@ -209,7 +209,7 @@ def celery_workers(
 # The Celery workers run at a lower CPU priority than the ASGI servers: a customer waits milliseconds
 # for the small tier and seconds for the large model, so when the two share the cores, the chat's
 # round trips go first. With 25 abusive clients spending their large-model allowance at once, the
-# customers' p99 fell from 2.0 s to 0.5 s this way (bench/README.md, "Abusive clients").
+# customers' p99 went from 2.0 s to 0.5 s in one pair of runs (bench/README.md, "Abusive clients").
 WORKER_NICENESS = 10
 
 
@@ -267,8 +267,9 @@ def command_run(args: argparse.Namespace) -> None:
             server = asgi_server(env, ["--host", host, "--port", str(port)], ["-b", host, "-p", str(port)])
             children.append(("ASGI server", subprocess.Popen(server, cwd=ROOT, env=env, start_new_session=True)))
         else:
-            # Several server processes accept on one listening socket (each with its own small model):
-            # the chat's per-message work is mostly Python, so one process uses one core at most.
+            # Several server processes (each with its own small model): the chat's per-message work is
+            # mostly Python, so one process uses one core at most. The listening sockets stay open here
+            # as long as the servers run.
             listeners: list[socket.socket] = []
             for number in range(1, processes + 1):
                 # A listening socket each, on the same port (SO_REUSEPORT): the kernel spreads new

@@ -132,7 +132,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await flood.block_address(self.address)
                 await self._close(POLICY_VIOLATION)
                 return
-
             await self._send(rate_limited_frame(waited, frame.client_id))
             return
         self.rate.accepted()

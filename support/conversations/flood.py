@@ -161,22 +161,26 @@ class _Limiters:
     # Per address with messages being handled: its turns, and how many messages hold or wait for one.
     turns: dict[str, _Turns] = field(default_factory=dict)
     gate: _Gate = field(default_factory=lambda: _Gate(MESSAGES_IN_HAND))
-    # Per address: its decaying count of messages handled here, and when it was last counted.
+    # Per address: its decaying count of messages handled here, and when it was last counted; past
+    # recent_limit entries, the ones decayed to nothing are forgotten.
     recent: dict[str, tuple[float, float]] = field(default_factory=dict)
+    recent_limit: int = 4096
 
     def busy(self, address: str, now: float) -> bool:
         """Count one more message of `address`: whether it was busy already (see BUSY_MESSAGES)."""
+        half_life = BUSY_SECONDS / 2
         count, then = self.recent.get(address, (0.0, now))
-        count *= 0.5 ** ((now - then) / (BUSY_SECONDS / 2))
+        count *= 0.5 ** ((now - then) / half_life)
         self.recent[address] = (count + 1, now)
-        if len(self.recent) > 4096:
-            # Forget the addresses whose count has decayed to nothing.
-            half_life = BUSY_SECONDS / 2
+        if len(self.recent) > self.recent_limit:
             self.recent = {
                 key: (value, at)
                 for key, (value, at) in self.recent.items()
                 if value * 0.5 ** ((now - at) / half_life) > 0.1
             }
+            # With that many addresses all active, the next clean-up waits until there are twice as
+            # many: never a walk over every address for each message.
+            self.recent_limit = max(4096, 2 * len(self.recent))
         return count >= BUSY_MESSAGES
 
 
@@ -357,20 +361,23 @@ async def block_address(address: str, seconds: int = BLOCK_SECONDS) -> None:
 
 def blocked_here(address: str) -> bool:
     """Whether this process blocked `address`, or saw it blocked, and the block still runs (no Redis:
-    asked for every refused message)."""
-    until = _limiters().blocked.get(address)
-    return until is not None and time.monotonic() < until
+    asked for every frame). A block that has run out is forgotten."""
+    blocked = _limiters().blocked
+    until = blocked.get(address)
+    if until is None:
+        return False
+    if time.monotonic() < until:
+        return True
+    del blocked[address]
+    return False
 
 
 async def address_blocked(address: str) -> bool:
     """Whether `address` is blocked for ignoring retry_after. A block this process knows of is answered
     without Redis: a blocked script reconnecting in a loop costs one dictionary lookup a try."""
+    if blocked_here(address):
+        return True
     limits = _limiters()
-    until = limits.blocked.get(address)
-    if until is not None:
-        if time.monotonic() < until:
-            return True
-        del limits.blocked[address]
     ttl = await _guarded(limits, lambda: limits.redis.ttl(f"{_PREFIX}:blocked:{address}"))
     if ttl is not None and ttl > 0:
         limits.blocked[address] = time.monotonic() + ttl
