@@ -159,6 +159,7 @@ class Encoder:
         runtime: str = "onnx",
         cache_dir: Path | None = None,
     ) -> None:
+        from threadpoolctl import threadpool_limits
         from transformers import AutoTokenizer
 
         self.path = path
@@ -174,6 +175,10 @@ class Encoder:
         self.quantized = quantize
         # The tokenizer and the runtimes are not safe to call from two threads at once.
         self._call_lock = threading.Lock()
+        # The head's matrix products (numpy's OpenBLAS, and any other BLAS loaded by now) get the
+        # encoder's threads too. OpenBLAS otherwise runs a thread per core that spins after every call
+        # waiting for more: on 2 cores that was half of a server process's CPU under load (bench/README.md).
+        threadpool_limits(limits=threads, user_api="blas")
 
     def embed(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         return self.embed_counting(texts, batch_size, progress)[0]

@@ -149,3 +149,15 @@ def test_an_unknown_runtime_is_a_configuration_error() -> None:
 
     with pytest.raises(ImproperlyConfigured, match="onnx or torch"):
         Encoder(default_encoder_path(), runtime="tensorflow")
+
+
+def test_the_encoder_holds_numpy_s_blas_to_its_own_threads() -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from chatbot.small.encoder import Encoder, default_encoder_path
+
+    # OpenBLAS's own default is a thread per core, each spinning after every call.
+    threadpool_limits(limits=2, user_api="blas")
+    Encoder(default_encoder_path(), threads=1, runtime="torch")
+    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and set(blas) == {1}
