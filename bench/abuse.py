@@ -3,7 +3,7 @@
     TANDEM_CLIENT_IP_HEADER=X-Forwarded-For python3 scripts/tandem.py run      # then:
     .venv/bin/python bench/abuse.py --server http://localhost:8000 --chats 500 --messages 10 --abusers 25
     .venv/bin/python bench/abuse.py --server http://localhost:8000 --chats 500 --messages 10 --abusers 0
-    (--timeline adds the customers' p99 per 10 s of the run: when the slow round trips were)
+    (--timeline adds the customers' p99 per 10 s of the run, or per --step seconds: when the slow round trips were)
 
 --chats customers each ask --messages questions, taken from the demo knowledge base's own phrasings
 (seeded, varied; most are routine, a few escalate), a --think pause apart (uniform between half and 1.5
@@ -124,7 +124,9 @@ async def customer(
     tally["lost"] += len(asks) - answered
 
 
-async def abuser_socket(url: str, origin: str, prefix: str, number: int, stop: float, tally: Counter[str]) -> None:
+async def abuser_socket(
+    url: str, origin: str, prefix: str, number: int, stop: float, started: float, tally: Counter[str]
+) -> None:
     while time.monotonic() < stop:
         try:
             async with connect(
@@ -136,6 +138,8 @@ async def abuser_socket(url: str, origin: str, prefix: str, number: int, stop: f
                     await asyncio.sleep(0.2)
                     continue
                 tally["abuser connections"] += 1
+                # perf_counter is the system's monotonic clock: the customers' process reads the same.
+                tally.setdefault("abusers' first session, s into the run", round(time.perf_counter() - started, 1))  # type: ignore[arg-type]
                 sent = received = 0
                 while time.monotonic() < stop:
                     while sent - received < WINDOW:
@@ -155,7 +159,7 @@ async def abuser_socket(url: str, origin: str, prefix: str, number: int, stop: f
             await asyncio.sleep(0.2)
 
 
-def run_abusers(url: str, origin: str, abusers: int, sockets: int, seconds: float) -> Counter[str]:
+def run_abusers(url: str, origin: str, abusers: int, sockets: int, seconds: float, started: float) -> Counter[str]:
     # Real abusers flood from their own machines: they load the server with frames, not by taking its
     # CPU. Here they share its two cores, so they run at the lowest priority and use what is left.
     os.nice(19)
@@ -167,7 +171,7 @@ def run_abusers(url: str, origin: str, abusers: int, sockets: int, seconds: floa
     async def flood() -> None:
         await asyncio.gather(
             *(
-                abuser_socket(url, origin, prefix, number, stop, tally)
+                abuser_socket(url, origin, prefix, number, stop, started, tally)
                 for number in range(abusers)
                 for _ in range(sockets)
             )
@@ -187,6 +191,7 @@ async def main() -> None:
     parser.add_argument("--abuser-sockets", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeline", action="store_true", help="print the round trips' p99 per 10 s of the run")
+    parser.add_argument("--step", type=float, default=10.0, help="the timeline's step, s")
     args = parser.parse_args()
     random.seed(args.seed)
     url = args.server.replace("http", "ws", 1) + "/ws/chat/"
@@ -216,7 +221,9 @@ async def main() -> None:
     # clocks as much as the server does.
     flood = multiprocessing.get_context("spawn").Pool(1) if args.abusers else None
     abused = (
-        flood.apply_async(run_abusers, (url, args.server, args.abusers, args.abuser_sockets, stop - time.monotonic()))
+        flood.apply_async(
+            run_abusers, (url, args.server, args.abusers, args.abuser_sockets, stop - time.monotonic(), started)
+        )
         if flood
         else None
     )
@@ -241,15 +248,15 @@ async def main() -> None:
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
         print(f"  {kind}: {len(times)}, p50 {statistics.median(times):.1f} ms, p99 {p99:.1f} ms")
     if args.timeline and sent_at:
-        # When the slow round trips were: p99 and the slowest per 10 s of the run, by sending time.
-        print("  timeline (s into the run: round trips, p99 / max ms):")
-        buckets: dict[int, list[float]] = {}
+        # When the slow round trips were: p99 and the slowest per --step seconds, by sending time.
+        print(f"  timeline (s into the run: round trips, p99 / max ms, per {args.step:g} s):")
+        buckets: dict[float, list[float]] = {}
         for sent, took in sent_at:
-            buckets.setdefault(int((sent - started) // 10) * 10, []).append(took)
+            buckets.setdefault((sent - started) // args.step * args.step, []).append(took)
         for second, times in sorted(buckets.items()):
             times.sort()
             p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-            print(f"    {second:>4}: {len(times):>4}, {p99:8.1f} / {times[-1]:8.1f}")
+            print(f"    {second:>6g}: {len(times):>4}, {p99:8.1f} / {times[-1]:8.1f}")
     for key in sorted(tally):
         if key != "lost" and key not in by_kind:
             print(f"  {key}: {tally[key]}")
