@@ -20,13 +20,17 @@ from support.knowledge import loader
 
 @pytest.fixture
 def agent(db: None) -> User:
-    """A support agent: staff, not a superuser."""
-    return User.objects.create_user("agent", password="agent-pw", first_name="Alex", is_staff=True)
+    """A support agent (the Agents group), not an admin."""
+    from support.review.roles import make_agent
+
+    return make_agent(User.objects.create_user("agent", password="agent-pw", first_name="Alex"))
 
 
 @pytest.fixture
 def other_agent(db: None) -> User:
-    return User.objects.create_user("other-agent", password="other-pw", first_name="Sam", is_staff=True)
+    from support.review.roles import make_agent
+
+    return make_agent(User.objects.create_user("other-agent", password="other-pw", first_name="Sam"))
 
 
 @pytest.fixture

@@ -59,9 +59,9 @@ class Stack:
     def ws(self) -> str:
         return self.http.replace("http://", "ws://") + "/ws/chat/"
 
-    def manage(self, *args: str) -> str:
+    def manage(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, input=stdin
         )
         assert result.returncode == 0, result.stderr
         return result.stdout
@@ -148,12 +148,7 @@ def start_stack(data_dir: Path, env: dict[str, str]) -> Stack:
     stack = Stack(http=f"http://127.0.0.1:{port}", env=env, logs=data_dir)
     stack.manage("migrate", "--noinput", "-v", "0")
     stack.manage("load_knowledge")
-    stack.manage(
-        "shell",
-        "-c",
-        "from django.contrib.auth.models import User; "
-        f"User.objects.create_user({AGENT_USER!r}, password={AGENT_PASSWORD!r}, first_name='Alex', is_staff=True)",
-    )
+    stack.manage("create_agent", AGENT_USER, "--name", "Alex", "--password-stdin", stdin=AGENT_PASSWORD + "\n")
     try:
         workers = start_workers(stack)
         # The server `scripts/tandem.py run` starts, with the same options.

@@ -17,20 +17,30 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from support.conversations import actions
+from support.review.roles import make_agent
 from tests.conftest import post_as_server
 
 pytestmark = pytest.mark.django_db
 
-PERSONAS = ("anonymous", "visitor", "agent", "admin")
+PERSONAS = ("anonymous", "visitor", "agent", "group admin", "admin")
 # What each persona gets: "open" (the page, a redirect elsewhere, or 405 for a POST-only action: it is
-# reachable), "login" (sent to a login page), "denied" (401 or 403), "missing" (404).
+# reachable), "login" (sent to a login page), "denied" (401 or 403), "missing" (404). An agent is in
+# the Agents group; a "group admin" in the Admins group (staff, no model permissions); an admin is the
+# run command's superuser.
 OPEN, LOGIN, DENIED, MISSING = "open", "login", "denied", "missing"
 EVERYONE = {persona: OPEN for persona in PERSONAS}
-AGENTS_ONLY = {"anonymous": LOGIN, "visitor": LOGIN, "agent": OPEN, "admin": OPEN}
-SIGNED_IN = {"anonymous": LOGIN, "visitor": OPEN, "agent": OPEN, "admin": OPEN}
-# Django's admin site: staff may open it, but an agent holds no model permissions.
-ADMIN_INDEX = {"anonymous": LOGIN, "visitor": LOGIN, "agent": OPEN, "admin": OPEN}
-ADMIN_MODELS = {"anonymous": LOGIN, "visitor": LOGIN, "agent": DENIED, "admin": OPEN}
+AGENTS_ONLY = {"anonymous": LOGIN, "visitor": LOGIN, "agent": OPEN, "group admin": OPEN, "admin": OPEN}
+ADMINS_ONLY = {"anonymous": LOGIN, "visitor": LOGIN, "agent": LOGIN, "group admin": OPEN, "admin": OPEN}
+SIGNED_IN = {"anonymous": LOGIN, "visitor": OPEN, "agent": OPEN, "group admin": OPEN, "admin": OPEN}
+# Django's admin site: admins may open it (it is for staff accounts), but only the superuser holds
+# model permissions.
+ADMIN_INDEX = ADMINS_ONLY
+ADMIN_MODELS = {"anonymous": LOGIN, "visitor": LOGIN, "agent": LOGIN, "group admin": DENIED, "admin": OPEN}
+
+
+def admin_site(group_admin: str, admin: str) -> dict[str, str]:
+    return {"anonymous": LOGIN, "visitor": LOGIN, "agent": LOGIN, "group admin": group_admin, "admin": admin}
+
 
 AXES_MODELS = ("accessattempt", "accesslog", "accessfailurelog")
 
@@ -44,7 +54,7 @@ RULES: dict[str, dict[str, str]] = {
     "review-hand-back": AGENTS_ONLY,
     "review-close": AGENTS_ONLY,
     # An API answers with status codes, not a login form.
-    "stats-api": {"anonymous": DENIED, "visitor": DENIED, "agent": OPEN, "admin": OPEN},
+    "stats-api": {"anonymous": DENIED, "visitor": DENIED, "agent": OPEN, "group admin": OPEN, "admin": OPEN},
     "console": AGENTS_ONLY,
     "login": EVERYONE,
     "logout": EVERYONE,
@@ -59,10 +69,10 @@ RULES: dict[str, dict[str, str]] = {
     "admin:logout": EVERYONE,
     "admin:password_change": ADMIN_INDEX,
     "admin:password_change_done": ADMIN_INDEX,
-    "admin:autocomplete": {"anonymous": LOGIN, "visitor": LOGIN, "agent": DENIED, "admin": DENIED},
+    "admin:autocomplete": admin_site(DENIED, DENIED),
     "admin:jsi18n": ADMIN_INDEX,
-    "admin:view_on_site": {"anonymous": LOGIN, "visitor": LOGIN, "agent": MISSING, "admin": MISSING},
-    "admin:app_list": {"anonymous": LOGIN, "visitor": LOGIN, "agent": MISSING, "admin": OPEN},
+    "admin:view_on_site": admin_site(MISSING, MISSING),
+    "admin:app_list": admin_site(MISSING, OPEN),
     "admin:auth_group_changelist": ADMIN_MODELS,
     "admin:auth_group_add": ADMIN_MODELS,
     "admin:auth_group_history": ADMIN_MODELS,
@@ -85,7 +95,7 @@ RULES: dict[str, dict[str, str]] = {
     },
     **{f"admin:axes_{model}_add": {**ADMIN_MODELS, "admin": DENIED} for model in AXES_MODELS},
     **{f"admin/axes/{model}/<path:object_id>/": ADMIN_INDEX for model in AXES_MODELS},
-    "admin/(?P<url>.*)$": {"anonymous": LOGIN, "visitor": LOGIN, "agent": MISSING, "admin": MISSING},
+    "admin/(?P<url>.*)$": admin_site(MISSING, MISSING),
 }
 
 
@@ -111,8 +121,9 @@ def test_every_url_the_server_has_has_an_access_rule() -> None:
 @pytest.fixture
 def world(knowledge_base: None, small_model_dir: object, frames: list[dict[str, Any]]) -> dict[str, Any]:
     visitor = User.objects.create_user("visitor-account", password="pw")
-    agent = User.objects.create_user("agent-account", password="pw", is_staff=True)
+    agent = make_agent(User.objects.create_user("agent-account", password="pw"))
     admin = User.objects.create_superuser("admin-account", password="pw")
+    group_admin = make_agent(User.objects.create_user("group-admin-account", password="pw"), admin=True)
     session = actions.open_session(None)
     post_as_server(session.conversation_id, "c1", "I'd like to talk to a person please")
     seen = {"user_agent": "test", "ip_address": "198.51.100.1", "username": "x", "http_accept": "*/*", "path_info": "/"}
@@ -123,7 +134,7 @@ def world(knowledge_base: None, small_model_dir: object, frames: list[dict[str, 
         "accessfailurelog": AccessFailureLog.objects.create(**seen).pk,
     }
     return {
-        "users": {"visitor": visitor, "agent": agent, "admin": admin},
+        "users": {"visitor": visitor, "agent": agent, "admin": admin, "group admin": group_admin},
         "conversation": session.conversation_id,
         "objects": objects,
     }

@@ -6,9 +6,14 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from support.review.roles import make_agent
+
 
 class Command(BaseCommand):
-    help = "Create the admin (a superuser, so also an agent) if missing; the password comes from TANDEM_ADMIN_PASSWORD."
+    help = (
+        "Create the admin (a superuser in the Admins group, so also an agent) if missing; "
+        "the password comes from TANDEM_ADMIN_PASSWORD."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="admin")
@@ -27,3 +32,4 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             self.stdout.write(f"{'Created' if created else 'Updated'} the admin user {user.username!r}.")
+        make_agent(user, admin=True)
