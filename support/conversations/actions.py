@@ -39,6 +39,7 @@ from support.conversations.models import (
     Tier,
 )
 from support.knowledge import answers
+from support.permissions import is_admin, is_agent
 
 logger = logging.getLogger(__name__)
 _TOKEN_SALT = "tandem.conversation"
@@ -668,27 +669,54 @@ def post_agent_reply(conversation_id: uuid.UUID, agent: User, text: str) -> Mess
         return reply
 
 
-def _release(conversation_id: uuid.UUID, agent: User, owner: Owner, change: str) -> Conversation:
-    """End the agent's ownership (and any pending escalation): to the bot again, or closed."""
+def assign(conversation_id: uuid.UUID, admin: User, agent: User) -> Conversation:
+    """An admin makes `agent` the owner, whoever owned the conversation before."""
+    if not is_admin(admin):
+        raise ConversationError("not_an_admin", "Only an admin assigns conversations.")
+    if not is_agent(agent):
+        raise ConversationError("not_an_agent", f"{agent.get_username()} is not an agent.")
     with transaction.atomic():
         conversation = _locked(conversation_id)
-        if conversation.owner == Owner.HUMAN and conversation.agent_id != agent.pk:
+        if conversation.owner != Owner.HUMAN or conversation.agent_id != agent.pk:
+            conversation.owner = Owner.HUMAN
+            conversation.agent_id = agent.pk
+            conversation.save(update_fields=["owner", "agent", "updated_at"])
+            _notify_staff(conversation.id, "assigned")
+        return conversation
+
+
+def _release(conversation_id: uuid.UUID, agent: User, owner: Owner, change: str, notice: str) -> Conversation:
+    """End the agent's ownership (and any pending escalation): to the bot again, or closed. The customer
+    is told, in a stored `system` event."""
+    with transaction.atomic():
+        conversation = _locked(conversation_id)
+        if conversation.owner == Owner.HUMAN and conversation.agent_id != agent.pk and not is_admin(agent):
             raise ConversationError("owned_by_another_agent", "Another agent is handling this conversation.")
+        if conversation.owner == Owner.CLOSED and owner == Owner.CLOSED:
+            return conversation  # a second click, another tab: nothing to tell anyone
+        # The customer hears of it when people had the conversation, or when it closes. (Handing back a
+        # conversation the bot owns only marks its escalation as seen.)
+        tell = conversation.owner in PEOPLE_OWNERS or owner == Owner.CLOSED
         conversation.owner = owner
         conversation.agent = None
         conversation.escalated_at = None
-        conversation.save(update_fields=["owner", "agent", "escalated_at", "updated_at"])
+        events = _Events(conversation)
+        events.change("owner", "agent", "escalated_at")
+        if tell:
+            events.add("system", {"event": change, "text": notice})
+        events.save()
         _notify_staff(conversation.id, change)
         return conversation
 
 
 def hand_back(conversation_id: uuid.UUID, agent: User) -> Conversation:
     """The agent is done: the bot answers again."""
-    return _release(conversation_id, agent, Owner.BOT, "handed_back")
+    return _release(conversation_id, agent, Owner.BOT, "handed_back", notices.HANDED_BACK)
 
 
 def close(conversation_id: uuid.UUID, agent: User) -> Conversation:
-    return _release(conversation_id, agent, Owner.CLOSED, "closed")
+    """Closed; a customer who writes again reopens it with the bot."""
+    return _release(conversation_id, agent, Owner.CLOSED, "closed", notices.CLOSED)
 
 
 # --- privacy ------------------------------------------------------------------------------------------------

@@ -39,3 +39,8 @@ _BY_DESTINATION: dict[Destination, str] = {
 
 def escalated(reason: Reason, destination: Destination) -> str:
     return _BY_REASON.get((reason, destination), _BY_DESTINATION[destination])
+
+
+# Stored as `system` events when people let go of a conversation: the widget shows them in the chat.
+HANDED_BACK = "You're back with our assistant."
+CLOSED = "This conversation is closed — write again any time."

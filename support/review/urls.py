@@ -9,4 +9,6 @@ urlpatterns = [
     path("<uuid:conversation_id>/take-over/", views.take_over, name="review-take-over"),
     path("<uuid:conversation_id>/hand-back/", views.hand_back, name="review-hand-back"),
     path("<uuid:conversation_id>/close/", views.close, name="review-close"),
+    path("<uuid:conversation_id>/assign/", views.assign, name="review-assign"),
+    path("<uuid:conversation_id>/notes/", views.note, name="review-note"),
 ]

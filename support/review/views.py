@@ -12,34 +12,35 @@ from django.contrib.auth.models import User
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from chatbot.routes import Destination, Reason
 from support.conversations import actions
 from support.conversations.models import Conversation, Owner, Role, Tier
-from support.permissions import agent_required
-
-QUEUE_LENGTH = 100
+from support.knowledge.models import Article
+from support.permissions import ROLE_GROUPS, admin_required, agent_required, is_admin, is_agent
+from support.review import actions as review_actions
+from support.review import queue as review_queue
+from support.review.models import Note
 
 
 @agent_required
 def queue(request: HttpRequest) -> HttpResponse:
-    """The queue page; with ?partial=live only the part a live update replaces (review/_live.html)."""
-    show = request.GET.get("show", "open")
-    conversations = Conversation.objects.select_related("agent")
-    if show == "all":
-        conversations = conversations.filter(messages__isnull=False).distinct().order_by("-updated_at")
-    else:
-        show = "open"
-        conversations = conversations.filter(Q(escalated_at__isnull=False) | Q(owner=Owner.HUMAN)).order_by(
-            "-escalated_at", "-updated_at"
-        )
-    rows = []
-    for conversation in conversations[:QUEUE_LENGTH]:
-        last_customer = conversation.messages.filter(role=Role.CUSTOMER).order_by("-created_at", "-id").first()
-        large_answer = conversation.messages.filter(tier=Tier.LARGE).order_by("-created_at", "-id").first()
-        rows.append({"conversation": conversation, "last_customer": last_customer, "large_answer": large_answer})
+    """The queue page; with ?partial=live only the part a live update replaces (review/_queue_live.html)."""
+    assert isinstance(request.user, User)
+    filters = review_queue.Filters.from_query(request.GET)
+    context = {
+        "queue": review_queue.build(filters, request.user),
+        "filters": filters,
+        "sorts": review_queue.SORT_LABELS,
+        "destinations": [d.value for d in Destination if d != Destination.SMALL],
+        "reasons": [r.value for r in Reason],
+        "intents": list(Article.objects.order_by("slug").values_list("slug", flat=True)),
+        "now": timezone.now(),
+    }
     template = "review/_queue_live.html" if request.GET.get("partial") == "live" else "review/queue.html"
-    return render(request, template, {"rows": rows, "show": show})
+    return render(request, template, context)
 
 
 @agent_required
@@ -58,17 +59,32 @@ def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
         "owned_by_me": conversation.owner == Owner.HUMAN and conversation.agent_id == request.user.pk,
         "owned_by_other": conversation.owner == Owner.HUMAN and conversation.agent_id not in (None, request.user.pk),
         "max_chars": settings.TANDEM_MAX_MESSAGE_CHARS,
+        "notes": list(Note.objects.filter(conversation=conversation).select_related("author")),
+        "is_admin": is_admin(request.user),
+        "agents": _agents() if is_admin(request.user) else [],
     }
     template = "review/_detail_live.html" if request.GET.get("partial") == "live" else "review/detail.html"
     return render(request, template, context)
 
 
+def _agents() -> list[User]:
+    """Everyone an admin may assign a conversation to."""
+    candidates = (
+        User.objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(groups__name__in=ROLE_GROUPS))
+        .distinct()
+        .order_by("first_name", "username")
+    )
+    return [user for user in candidates if is_agent(user)]
+
+
 def _agent_action(
     perform: Callable[[HttpRequest, User, uuid.UUID], str],
+    required: Callable[[Any], Any] = agent_required,
 ) -> Callable[[HttpRequest, uuid.UUID], HttpResponse]:
     """Run an action for a POSTed form; a refusal becomes a message on the conversation page."""
 
-    @agent_required
+    @required
     @require_POST
     def view(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
         get_object_or_404(Conversation, pk=conversation_id)
@@ -110,7 +126,23 @@ def _close(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str
     return "Conversation closed."
 
 
+def _assign(request: HttpRequest, admin: User, conversation_id: uuid.UUID) -> str:
+    try:
+        agent = User.objects.get(pk=int(request.POST.get("agent", "")))
+    except (ValueError, User.DoesNotExist):
+        raise actions.ConversationError("not_an_agent", "Choose an agent to assign it to.") from None
+    actions.assign(conversation_id, admin, agent)
+    return f"Assigned to {agent.first_name or agent.get_username()}."
+
+
+def _note(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
+    review_actions.add_note(conversation_id, agent, request.POST.get("text", ""))
+    return "Note added (agents only: the customer never sees it)."
+
+
 reply = _agent_action(_reply)
 take_over = _agent_action(_take_over)
 hand_back = _agent_action(_hand_back)
 close = _agent_action(_close)
+assign = _agent_action(_assign, admin_required)
+note = _agent_action(_note)

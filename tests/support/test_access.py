@@ -53,6 +53,9 @@ RULES: dict[str, dict[str, str]] = {
     "review-take-over": AGENTS_ONLY,
     "review-hand-back": AGENTS_ONLY,
     "review-close": AGENTS_ONLY,
+    "review-note": AGENTS_ONLY,
+    # Assigning a conversation to an agent is an admin's.
+    "review-assign": ADMINS_ONLY,
     # An API answers with status codes, not a login form.
     "stats-api": {"anonymous": DENIED, "visitor": DENIED, "agent": OPEN, "group admin": OPEN, "admin": OPEN},
     "console": AGENTS_ONLY,
