@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -179,6 +180,7 @@ def fit(
         threads=settings.TANDEM_TRAIN_THREADS,
     )
     tuned.save(workdir / "encoder")
+    _record_tuned_on(workdir / "encoder", fit_texts)
     encoder = own_encoder(workdir)
     say("Embedding the examples with the fine-tuned encoder")
     head = classifier.Classifier(
@@ -202,6 +204,131 @@ def fit(
     return Fitted(encoder, head, policy, metrics, details)
 
 
+# Beside a fine-tuned encoder's weights: which texts it was fine-tuned on (hashed), so that a head refitted
+# on it later chooses its thresholds on the others only.
+TUNED_ON_FILE = "tuned_on.json"
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _record_tuned_on(encoder_folder: Path, texts: list[str]) -> None:
+    (encoder_folder / TUNED_ON_FILE).write_text(json.dumps({"texts": sorted({_text_key(t) for t in texts})}))
+
+
+def fit_head(
+    examples: list[tuple[str, str]],
+    encoder: Encoder,
+    *,
+    tuned_on: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
+    fine_tune: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> Fitted:
+    """A new head (classifier, nearest-example vote, thresholds) for an existing encoder, kept as it is.
+
+    The classifier learns from every example. The thresholds come from out-of-fold predictions on the
+    examples the encoder was not fine-tuned on (`tuned_on(texts, embeddings)` marks those it was; none
+    for a frozen encoder): the rows kept aside for calibration when it was fine-tuned and every example
+    added since. The rows it was tuned on stay in each fold's training data but are never scored: the
+    encoder has drawn them close to their intent, so their scores would flatter the model."""
+    if len({label for _, label in examples}) < 2:
+        raise ValueError("the small model needs examples of at least two intents")
+    say = progress or (lambda message: None)
+    texts = [text for text, _ in examples]
+    labels = np.array([label for _, label in examples])
+    say(f"Embedding {len(texts)} examples with the encoder as it is")
+    embeddings = encoder.embed(texts, progress=True)
+    seen = tuned_on(texts, embeddings) if tuned_on else np.zeros(len(texts), dtype=bool)
+    if seen.all():
+        raise ValueError(
+            "the encoder was fine-tuned on every example: none is left to choose the thresholds on "
+            "(train the model again, or add examples)"
+        )
+    say(f"Choosing the router's thresholds on {int((~seen).sum())} examples the encoder was not tuned on")
+    if seen.any():
+        source = "examples the encoder was not fine-tuned on (5 folds)"
+    else:
+        source = "held-out training examples (5 folds)"
+    scores = classifier.held_out_scores(embeddings, labels, ~seen)
+    policy, metrics = policy_from_scores(scores, labels[~seen], source)
+    say("Fitting the classifier on all examples")
+    head = classifier.Classifier.fit(embeddings, labels)
+    details = None
+    if fine_tune is not None:
+        details = {**fine_tune, "calibration_rows": int((~seen).sum()), "head_refitted": True}
+    return Fitted(encoder, head, policy, metrics, details)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    # Artefacts are never modified once written, so two may share the encoder's files.
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def refit_head(
+    examples: list[tuple[str, str]],
+    base: Path,
+    directory: Path | None = None,
+    *,
+    encoder: Encoder | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Retrain on (text, intent) pairs without fine-tuning: keep the encoder of the artefact `base` (its
+    fine-tuned one, or, for a model trained on the frozen encoder, `encoder` or the shared one), fit a
+    new head and thresholds on it (`fit_head`), write a new artefact as `train` does (same files and
+    meta, plus `refit_from`) and make it current. Returns its folder.
+
+    Seconds where `train` fine-tunes for minutes: for retraining after every batch of new labels (new
+    intents included), with a full `train` now and then so the encoder learns from them too. The new
+    artefact shares the base's encoder files (hard links where the file system allows)."""
+    say = progress or (lambda message: None)
+    directory = Path(directory or settings.TANDEM_SMALL_MODEL_DIR)
+    base_meta = json.loads((base / "meta.json").read_text())
+    given = len(examples)
+    examples = with_small_talk(examples)
+    started = time.monotonic()
+    version, target = _new_artefact(directory)
+    try:
+        tuned_on = None
+        if (base / "encoder").is_dir():
+            shutil.copytree(base / "encoder", target / "encoder", copy_function=_link_or_copy)
+            for exported in base.glob("encoder-*.onnx"):
+                _link_or_copy(str(exported), str(target / exported.name))
+            tuned_on = _tuned_on_marker(target / "encoder")
+            served = own_encoder(target)
+        else:
+            served = encoder or get_encoder()
+        fine_tune = base_meta.get("fine_tune")
+        fitted = fit_head(
+            examples,
+            served,
+            tuned_on=tuned_on,
+            fine_tune={**fine_tune, "encoder_from": base_meta["version"]} if fine_tune else None,
+            progress=say,
+        )
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return _publish(fitted, examples, given, directory, version, started, say, {"refit_from": base_meta["version"]})
+
+
+def _tuned_on_marker(encoder_folder: Path) -> Callable[[list[str], np.ndarray], np.ndarray]:
+    """Marks the texts a fine-tuned encoder was trained on, from the record `fit` keeps beside it."""
+    record = encoder_folder / TUNED_ON_FILE
+    if not record.exists():
+        # Matching the examples by their embeddings is no substitute: the int8 encoder quantises
+        # activations per batch, so the same text embedded in another batch moves by about 1 % (cosine).
+        raise ValueError(
+            f"{encoder_folder.parent.name} does not record the examples its encoder was fine-tuned on "
+            "(trained before head refits existed): train the model again first"
+        )
+    keys = set(json.loads(record.read_text())["texts"])
+    return lambda texts, embeddings: np.array([_text_key(text) in keys for text in texts], dtype=bool)
+
+
 def train(
     examples: list[tuple[str, str]],
     directory: Path | None = None,
@@ -217,14 +344,34 @@ def train(
     # Every model knows small talk (unless the knowledge base replaces or settings disable it).
     examples = with_small_talk(examples)
     started = time.monotonic()
-    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = directory / version
-    target.mkdir(parents=True, exist_ok=False)
+    version, target = _new_artefact(directory)
     try:
         fitted = fit(examples, target, base=encoder, epochs=epochs, progress=say)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
+    return _publish(fitted, examples, given, directory, version, started, say)
+
+
+def _new_artefact(directory: Path) -> tuple[str, Path]:
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = directory / version
+    target.mkdir(parents=True, exist_ok=False)
+    return version, target
+
+
+def _publish(
+    fitted: Fitted,
+    examples: list[tuple[str, str]],
+    given: int,
+    directory: Path,
+    version: str,
+    started: float,
+    say: Progress,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a fitted model's head and meta into its folder, make it current and prune older ones."""
+    target = directory / version
     fitted.head.save(target / "weights.npz")
     meta = {
         "version": version,
@@ -239,6 +386,7 @@ def train(
         "built_in_intents": len(set(fitted.head.classes.tolist()) & set(builtin())),
         "metrics": fitted.metrics,
         "policy": asdict(fitted.policy),
+        **(extra or {}),
         "training_seconds": round(time.monotonic() - started, 2),
     }
     (target / "meta.json").write_text(json.dumps(meta, indent=2))
