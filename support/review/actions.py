@@ -4,16 +4,22 @@ a conversation, and anything the customer sees, are in support/conversations/act
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from support.conversations import broadcast
 from support.conversations.actions import ConversationError
 from support.conversations.models import Conversation
 from support.permissions import is_agent
-from support.review.models import Note
+from support.review.models import Note, Presence
+
+# An agent whose desk page has not pinged for this long is shown offline (the page pings every 30 s).
+PRESENCE_SECONDS = 90
 
 
 def add_note(conversation_id: uuid.UUID, author: User, text: str) -> Note:
@@ -32,3 +38,38 @@ def add_note(conversation_id: uuid.UUID, author: User, text: str) -> Note:
         note = Note.objects.create(conversation=conversation, author=author, text=text)
         transaction.on_commit(lambda: broadcast.send_to_staff({"conversation": str(conversation_id), "change": "note"}))
     return note
+
+
+def _presence_changed() -> None:
+    transaction.on_commit(lambda: broadcast.send_to_staff({"conversation": "presence", "change": "presence"}))
+
+
+def agent_online(user: User, channel_name: str) -> None:
+    """A desk page of `user` opened its staff socket, or pinged: it is online for PRESENCE_SECONDS more."""
+    with transaction.atomic():
+        was_online = online_agents_query().filter(pk=user.pk).exists()
+        Presence.objects.update_or_create(
+            channel_name=channel_name, defaults={"user": user, "last_seen": timezone.now()}
+        )
+        if not was_online:
+            _presence_changed()
+
+
+def agent_offline(channel_name: str) -> None:
+    """The page's socket closed."""
+    with transaction.atomic():
+        deleted, _ = Presence.objects.filter(channel_name=channel_name).delete()
+        # Rows that aged out long ago go with it.
+        Presence.objects.filter(last_seen__lt=timezone.now() - timedelta(days=1)).delete()
+        if deleted:
+            _presence_changed()
+
+
+def online_agents_query() -> Any:
+    since = timezone.now() - timedelta(seconds=PRESENCE_SECONDS)
+    return User.objects.filter(is_active=True, pk__in=Presence.objects.filter(last_seen__gte=since).values("user"))
+
+
+def online_agents() -> list[User]:
+    """Agents with a desk page open now, by name."""
+    return list(online_agents_query().order_by("first_name", "username"))

@@ -1,4 +1,5 @@
-"""Agents' pages listen here for queue changes, so an escalation shows up without a reload.
+"""Agents' pages listen here for queue changes, so an escalation shows up without a reload; an open
+socket is also the agent's presence (shown as online while its page pings).
 
 Changes are batched: a page gets at most one frame per BATCH_SECONDS, naming every conversation that
 changed since the last one, however many events there were (a flood of escalations would otherwise send
@@ -15,10 +16,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from support.permissions import is_agent
+from support.review import actions as review_actions
 
 BATCH_SECONDS = 1.0
 # A batch naming more conversations than this says "many" instead: the page refreshes all the same.
 BATCH_LIMIT = 200
+# A page pings every 30 s; more often than this is not counted again.
+PING_SECONDS = 20.0
 
 
 class StaffConsumer(AsyncWebsocketConsumer):
@@ -31,14 +35,32 @@ class StaffConsumer(AsyncWebsocketConsumer):
         self.changes: dict[str, str] = {}
         self.overflow = False
         self.flush_task: asyncio.Task[None] | None = None
+        self.user = user
+        self.last_ping = asyncio.get_running_loop().time()
         await self.channel_layer.group_add("staff", self.channel_name)
         await self.accept()
+        await database_sync_to_async(review_actions.agent_online)(user, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # The only frame a page sends: {"type":"ping"}, which keeps the agent shown as online.
+        if not hasattr(self, "user") or text_data is None or len(text_data) > 100:
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            return
+        now = asyncio.get_running_loop().time()
+        if isinstance(frame, dict) and frame.get("type") == "ping" and now - self.last_ping >= PING_SECONDS:
+            self.last_ping = now
+            await database_sync_to_async(review_actions.agent_online)(self.user, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
         flush = getattr(self, "flush_task", None)
         if flush is not None:
             flush.cancel()
         await self.channel_layer.group_discard("staff", self.channel_name)
+        if hasattr(self, "user"):
+            await database_sync_to_async(review_actions.agent_offline)(self.channel_name)
 
     async def queue_changed(self, event: dict[str, Any]) -> None:
         conversation = str(event["conversation"])

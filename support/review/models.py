@@ -21,3 +21,15 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return f"Note on {self.conversation_id}: {self.text[:40]}"
+
+
+class Presence(models.Model):
+    """An agent's open desk page: one row per staff socket, seen again at each ping of the page. An agent
+    with a row seen within PRESENCE_SECONDS is online (a server that died leaves rows that simply age)."""
+
+    channel_name = models.CharField(max_length=200, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    last_seen = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} on {self.channel_name}"

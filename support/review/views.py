@@ -38,6 +38,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "reasons": [r.value for r in Reason],
         "intents": list(Article.objects.order_by("slug").values_list("slug", flat=True)),
         "now": timezone.now(),
+        "online": review_actions.online_agents(),
     }
     template = "review/_queue_live.html" if request.GET.get("partial") == "live" else "review/queue.html"
     return render(request, template, context)

@@ -43,9 +43,10 @@ async def test_a_flood_of_escalations_reaches_an_agents_page_as_one_batch(agent:
         await layer.group_send("staff", change(f"c{number % 30}", f"change-{number}"))
     batch = json.loads(await page.receive_from(timeout=3))
     assert batch["type"] == "changes" and "many" not in batch
-    # One entry per conversation, with its latest change.
-    assert len(batch["changes"]) == 30
-    assert {"conversation": "c7", "change": "change-67"} in batch["changes"]
+    # One entry per conversation, with its latest change (and the page's own agent coming online).
+    changes = [entry for entry in batch["changes"] if entry["conversation"] != "presence"]
+    assert len(changes) == 30
+    assert {"conversation": "c7", "change": "change-67"} in changes
     assert await page.receive_nothing(timeout=0.5)
     # The next change starts the next batch.
     await layer.group_send("staff", change("c1", "closed"))
@@ -94,3 +95,33 @@ def test_the_queue_and_a_conversation_give_only_their_live_parts_when_asked(
     assert 'id="live-conversation"' in whole and "reply-text" in whole
     for page in (rows, parts, whole):
         assert "{#" not in page and "#}" not in page and "comment %}" not in page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_agent_with_a_desk_page_open_is_shown_online_until_it_closes(
+    agent: User, other_agent: User, monkeypatch
+) -> None:
+    from channels.db import database_sync_to_async
+
+    from support.review import actions as review_actions
+
+    online = database_sync_to_async(lambda: [user.username for user in review_actions.online_agents()])
+    assert await online() == []
+    first = await staff_socket(agent)
+    second = await staff_socket(other_agent)
+    assert await online() == ["agent", "other-agent"]
+    page = await database_sync_to_async(lambda: _logged_in(agent).get("/review/").content.decode())()
+    assert 'data-online="other-agent"' in page and 'data-online="agent"' in page
+    await second.disconnect()
+    assert await online() == ["agent"]
+    # A page that stopped pinging (its server died) ages out.
+    monkeypatch.setattr(review_actions, "PRESENCE_SECONDS", 0)
+    assert await online() == []
+    await first.disconnect()
+
+
+def _logged_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
