@@ -289,6 +289,20 @@ for _reason in TANDEM_PEOPLE_DRAFTS:
     # Those reasons exist because the large model must not be asked (again).
     if _reason in {reason.value for reason in FIXED_ROUTES}:
         raise ImproperlyConfigured(f"TANDEM_PEOPLE_DRAFTS: {_reason} cannot have a large-model draft")
+# Reasons going to the large model whose answers wait for an agent's approval (a draft the agent sends,
+# edits or rejects) instead of reaching the customer at once; "all" for every one. Answers for people
+# are always drafts.
+_review = envlist("TANDEM_REVIEW_LARGE_ANSWERS", [])
+TANDEM_REVIEW_LARGE_ANSWERS = (
+    [reason.value for reason in Reason] if [value.lower() for value in _review] == ["all"] else _review
+)
+for _reason in TANDEM_REVIEW_LARGE_ANSWERS:
+    if _reason not in {reason.value for reason in Reason}:
+        raise ImproperlyConfigured(
+            f"TANDEM_REVIEW_LARGE_ANSWERS: unknown reason {_reason!r} (known: all, {', '.join(Reason)})"
+        )
+# Show the customer the knowledge-base articles a large-model answer was given, as "Sources".
+TANDEM_SHOW_SOURCES = envbool("TANDEM_SHOW_SOURCES", False)
 # The knowledge base's language (ISO 639-1): a message reliably in another one goes to the large model,
 # which is told to answer in the customer's language.
 TANDEM_KB_LANGUAGE = envstr("TANDEM_KB_LANGUAGE", "en").strip().lower()

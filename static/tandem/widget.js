@@ -237,12 +237,23 @@
     meta.textContent = text;
   }
 
+  // The articles a large-model answer was based on, when the server shows them (TANDEM_SHOW_SOURCES).
+  function sourcesLabel(sources) {
+    if (!Array.isArray(sources)) return '';
+    const titles = sources
+      .map(function (source) { return source && typeof source.title === 'string' ? source.title.trim() : ''; })
+      .filter(function (title) { return title; })
+      .slice(0, 5);
+    return titles.length ? ' · Sources: ' + titles.join('; ') : '';
+  }
+
   function tierLabel(tier, agent) {
     if (tier === 'small') return 'Answered instantly';
     if (tier === 'agent') {
       const name = typeof agent === 'string' && agent.trim() ? agent.trim() : 'a support agent';
       return 'Answered by ' + name;
     }
+    if (typeof agent === 'string' && agent.trim()) return 'Answered by our AI assistant, checked by ' + agent.trim();
     return 'Answered by our AI assistant';
   }
 
@@ -455,7 +466,7 @@
     el.setAttribute('data-tier', tier);
     el.setAttribute('data-seq', String(seq));
     if (replyTo) el.setAttribute('data-reply-to', replyTo);
-    setMeta(el, tierLabel(tier, f.agent));
+    setMeta(el, tierLabel(tier, f.agent) + sourcesLabel(f.sources));
     placeStored(el);
     if (replyTo) {
       answered.add(replyTo);

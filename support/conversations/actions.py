@@ -35,6 +35,7 @@ from support.conversations.models import (
     LargeJob,
     Message,
     Owner,
+    ReviewState,
     Role,
     Tier,
 )
@@ -162,6 +163,7 @@ def _answer_fields(message: Message) -> dict[str, Any]:
         "intent": message.intent or None,
         "confidence": message.confidence,
         "agent": _agent_name(message.author) if message.author else None,
+        **({"sources": message.sources} if settings.TANDEM_SHOW_SOURCES and message.sources else {}),
     }
 
 
@@ -478,11 +480,20 @@ def bot_may_reply(message_id: int) -> bool:
     return _deliverable(message.conversation, message)
 
 
+def needs_review(message: Message) -> bool:
+    """Whether the large model's answer to `message` waits for an agent (TANDEM_REVIEW_LARGE_ANSWERS)."""
+    return (
+        message.destination == Destination.LARGE and message.escalation_reason in settings.TANDEM_REVIEW_LARGE_ANSWERS
+    )
+
+
 def _deliverable(conversation: Conversation, message: Message) -> bool:
     """Whether the large model's answer to `message` may reach the customer: only while the bot owns
     the conversation, the message was not sent to people, and nothing since has sent it to people
     (an agent's reply, or a later message routed to people) - otherwise it is a draft for agents."""
     if conversation.owner not in (Owner.BOT, Owner.PENDING) or message.destination == Destination.PEOPLE:
+        return False
+    if needs_review(message):
         return False
     later = Message.objects.filter(conversation_id=conversation.pk, id__gt=message.id)
     return not later.filter(Q(role=Role.AGENT) | Q(destination=Destination.PEOPLE)).exists()
@@ -492,9 +503,13 @@ def _finish_job(message_id: int, state: JobState, error: str = "") -> None:
     LargeJob.objects.filter(pk=message_id).update(state=state, finished_at=timezone.now(), error=error[:300])
 
 
-def store_large_answer(message_id: int, generation: Generation) -> Message | None:
-    """Store the large model's answer once: sent to the customer when it still may be (`_deliverable`),
-    otherwise kept as a draft for the agents. Returns None when an answer was already stored."""
+def store_large_answer(
+    message_id: int, generation: Generation, sources: list[dict[str, str]] | None = None
+) -> Message | None:
+    """Store the large model's answer once, with the articles it was given (`sources`): sent to the
+    customer when it still may be (`_deliverable`), otherwise kept as a draft for the agents (one that
+    waits for an agent's approval hands the conversation to people). Returns None when an answer was
+    already stored."""
     with transaction.atomic():
         message = Message.objects.select_related("conversation").get(pk=message_id)
         conversation = _locked(message.conversation_id)
@@ -512,6 +527,8 @@ def store_large_answer(message_id: int, generation: Generation) -> Message | Non
             output_tokens=generation.output_tokens,
             cost_usd=costs.cost_usd(generation.model, generation.input_tokens, generation.output_tokens),
             delivered=deliver,
+            sources=sources or [],
+            review_state="" if deliver else ReviewState.WAITING,
         )
         _finish_job(message_id, JobState.ANSWERED)
         if deliver:
@@ -521,6 +538,10 @@ def store_large_answer(message_id: int, generation: Generation) -> Message | Non
                 conversation.owner = Owner.BOT
                 events.change("owner")
             events.save()
+        elif needs_review(message) and conversation.owner in (Owner.BOT, Owner.PENDING):
+            # The customer waits for an agent to send it (or their own answer).
+            conversation.owner = Owner.PEOPLE
+            conversation.save(update_fields=["owner", "updated_at"])
         _notify_staff(conversation.id, "draft" if not deliver else "large_answer")
         return answer
 
@@ -646,20 +667,26 @@ def take_over(conversation_id: uuid.UUID, agent: User) -> Conversation:
         return conversation
 
 
-def post_agent_reply(conversation_id: uuid.UUID, agent: User, text: str) -> Message:
+def post_agent_reply(conversation_id: uuid.UUID, agent: User, text: str, reply_to: Message | None = None) -> Message:
+    """The agent's reply, to `reply_to` or else the latest customer message; replying claims the conversation."""
     text = text.strip()
     if not text:
         raise ConversationError("empty_text", "The reply is empty.")
+    if len(text) > settings.TANDEM_MAX_MESSAGE_CHARS:
+        raise ConversationError(
+            "text_too_long", f"The reply is longer than {settings.TANDEM_MAX_MESSAGE_CHARS} characters."
+        )
     with transaction.atomic():
         conversation = take_over(conversation_id, agent)
         conversation = _locked(conversation_id)
-        last_customer = conversation.messages.filter(role=Role.CUSTOMER).order_by("-created_at", "-id").first()
+        if reply_to is None:
+            reply_to = conversation.messages.filter(role=Role.CUSTOMER).order_by("-created_at", "-id").first()
         reply = Message.objects.create(
             conversation=conversation,
             role=Role.AGENT,
             tier=Tier.AGENT,
             author=agent,
-            reply_to=last_customer,
+            reply_to=reply_to,
             text=text,
         )
         conversation.escalated_at = None
@@ -683,6 +710,80 @@ def assign(conversation_id: uuid.UUID, admin: User, agent: User) -> Conversation
             conversation.save(update_fields=["owner", "agent", "updated_at"])
             _notify_staff(conversation.id, "assigned")
         return conversation
+
+
+def _waiting_draft(conversation_id: uuid.UUID, draft_id: int) -> Message:
+    """The draft, locked with its conversation; refused when it is not (any longer) waiting."""
+    _locked(conversation_id)
+    draft = (
+        Message.objects.select_related("reply_to")
+        .filter(pk=draft_id, conversation_id=conversation_id, tier=Tier.LARGE)
+        .first()
+    )
+    if draft is not None and draft.review_state not in ("", ReviewState.WAITING):
+        raise ConversationError("draft_done", f"This draft was {draft.get_review_state_display().lower()} already.")
+    if draft is None or draft.delivered:
+        raise ConversationError("no_such_draft", "There is no such draft in this conversation.")
+    return draft
+
+
+def _reviewed(draft: Message, agent: User, state: ReviewState, note: str = "") -> None:
+    draft.review_state = state
+    draft.reviewed_by = agent
+    draft.reviewed_at = timezone.now()
+    draft.review_note = note
+    fields = ["review_state", "reviewed_by", "reviewed_at", "review_note"]
+    if state == ReviewState.APPROVED:
+        draft.delivered = True
+        fields.append("delivered")
+    draft.save(update_fields=fields)
+
+
+def approve_draft(conversation_id: uuid.UUID, draft_id: int, agent: User) -> Message:
+    """Send the large model's draft to the customer as it is, in the agent's name (which claims the
+    conversation, as a reply does)."""
+    with transaction.atomic():
+        take_over(conversation_id, agent)
+        draft = _waiting_draft(conversation_id, draft_id)
+        _reviewed(draft, agent, ReviewState.APPROVED)
+        conversation = _locked(conversation_id)
+        conversation.escalated_at = None
+        events = _Events(conversation)
+        events.change("escalated_at")
+        events.add("answer", {**_answer_fields(draft), "agent": _agent_name(agent)})
+        events.save()
+        _notify_staff(conversation.id, "draft_approved")
+        return draft
+
+
+def send_edited_draft(conversation_id: uuid.UUID, draft_id: int, agent: User, text: str) -> Message:
+    """The agent's own version of the draft goes to the customer as their reply; the draft is kept, marked
+    edited."""
+    with transaction.atomic():
+        draft = _waiting_draft(conversation_id, draft_id)
+        reply = post_agent_reply(conversation_id, agent, text, reply_to=draft.reply_to)
+        _reviewed(draft, agent, ReviewState.EDITED)
+        return reply
+
+
+def reject_draft(conversation_id: uuid.UUID, draft_id: int, agent: User, reason: str) -> Message:
+    """The draft will not be sent (why is kept for whoever improves the articles); the customer still
+    waits for an agent."""
+    if not is_agent(agent):
+        raise ConversationError("not_an_agent", "Only agents review drafts.")
+    reason = " ".join(reason.split())
+    if not reason:
+        raise ConversationError("empty_reason", "Say why the draft is rejected.")
+    if len(reason) > 500:
+        raise ConversationError("reason_too_long", "The reason is longer than 500 characters.")
+    with transaction.atomic():
+        conversation = _locked(conversation_id)
+        if conversation.owner == Owner.HUMAN and conversation.agent_id != agent.pk and not is_admin(agent):
+            raise ConversationError("owned_by_another_agent", "Another agent is handling this conversation.")
+        draft = _waiting_draft(conversation_id, draft_id)
+        _reviewed(draft, agent, ReviewState.REJECTED, reason)
+        _notify_staff(conversation.id, "draft_rejected")
+        return draft
 
 
 def _release(conversation_id: uuid.UUID, agent: User, owner: Owner, change: str, notice: str) -> Conversation:

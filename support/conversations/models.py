@@ -35,6 +35,13 @@ class Tier(models.TextChoices):
     AGENT = "agent", "Agent"
 
 
+class ReviewState(models.TextChoices):
+    WAITING = "waiting", "Waiting for an agent"
+    APPROVED = "approved", "Approved"
+    EDITED = "edited", "Edited and sent"
+    REJECTED = "rejected", "Rejected"
+
+
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.CharField(max_length=16, choices=Owner.choices, default=Owner.BOT)
@@ -96,6 +103,16 @@ class Message(models.Model):
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     # False for a large-model draft produced after an agent took over: kept for the agent, never sent.
     delivered = models.BooleanField(default=True)
+    # For large-model answers: the knowledge-base articles the model was given ([{"slug", "title"}]).
+    sources = models.JSONField(default=list, blank=True)
+    # For drafts: waiting for an agent, then approved (sent as written), edited (the agent sent their own
+    # version) or rejected (with the agent's reason in review_note).
+    review_state = models.CharField(max_length=16, choices=ReviewState.choices, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

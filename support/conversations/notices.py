@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from chatbot.routes import Destination, Reason
 
 # By reason first, then by destination: a reason routed elsewhere by TANDEM_ROUTES falls back to its
@@ -37,7 +39,13 @@ _BY_DESTINATION: dict[Destination, str] = {
 }
 
 
+# A large-model answer an agent checks before it is sent (TANDEM_REVIEW_LARGE_ANSWERS).
+REVIEWED = "Let me look into that for you. A member of our team checks the answer before it reaches you."
+
+
 def escalated(reason: Reason, destination: Destination) -> str:
+    if destination == Destination.LARGE and reason in settings.TANDEM_REVIEW_LARGE_ANSWERS:
+        return REVIEWED
     return _BY_REASON.get((reason, destination), _BY_DESTINATION[destination])
 
 

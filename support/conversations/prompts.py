@@ -58,6 +58,16 @@ def system_prompt(instructions: str, articles: list[Article]) -> str:
 
 def build(message: Message) -> list[dict[str, str]]:
     """Chat messages for the large model, answering `message` (a customer message)."""
+    return grounded(message)[0]
+
+
+def sources(articles: list[Article]) -> list[dict[str, str]]:
+    """How an answer records the articles it was given (Message.sources)."""
+    return [{"slug": article.slug, "title": article.title} for article in articles]
+
+
+def grounded(message: Message) -> tuple[list[dict[str, str]], list[Article]]:
+    """The chat messages for the large model, and the articles they give it."""
     articles = relevant_articles(message.text, settings.TANDEM_RETRIEVAL_ARTICLES)
     history = list(
         Message.objects.filter(conversation_id=message.conversation_id, delivered=True, id__lt=message.id).order_by(
@@ -69,4 +79,4 @@ def build(message: Message) -> list[dict[str, str]]:
     for earlier in reversed(history):
         chat.append({"role": "user" if earlier.role == Role.CUSTOMER else "assistant", "content": earlier.text})
     chat.append({"role": "user", "content": message.text})
-    return chat
+    return chat, articles

@@ -13,11 +13,13 @@ from django.conf import settings
 from django.db import connection
 
 from chatbot.llm import LLMError, get_backend
+from chatbot.llm.base import Generation
 from chatbot.llm.breaker import BreakerOpen, get_breaker
 from chatbot.llm.guard import AnswerRefused, OutputGuard
 from chatbot.routes import Reason
 from support.conversations import actions, broadcast, prompts
 from support.conversations.protocol import token_frame
+from support.knowledge.models import Article
 
 logger = logging.getLogger(__name__)
 MAX_RETRIES = 3
@@ -119,11 +121,14 @@ def answer_with_large_model(self, message_id: int) -> None:  # type: ignore[no-u
         with run:
             # The prompt is built inside the breaker's call: while it is open, not even the retrieval
             # runs for a back end that will not be called.
-            generation = get_breaker().call(
-                lambda: get_backend().generate(
-                    prompts.build(message), max_tokens=settings.TANDEM_LLM_MAX_TOKENS, on_token=on_token
-                )
-            )
+            given: list[Article] = []
+
+            def generate() -> Generation:
+                chat, articles = prompts.grounded(message)
+                given[:] = articles
+                return get_backend().generate(chat, max_tokens=settings.TANDEM_LLM_MAX_TOKENS, on_token=on_token)
+
+            generation = get_breaker().call(generate)
             guard.finish(generation.text)
     except Superseded:
         logger.info("Run %s of message %s was taken over by a later run: stopped", job.attempt, message_id)
@@ -146,7 +151,7 @@ def answer_with_large_model(self, message_id: int) -> None:  # type: ignore[no-u
     if not generation.text.strip():
         actions.large_answer_failed(message_id, "the model returned an empty answer")
         return
-    actions.store_large_answer(message_id, generation)
+    actions.store_large_answer(message_id, generation, prompts.sources(given))
 
 
 @shared_task

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from chatbot.routes import Destination, Reason
 from support.conversations import actions
-from support.conversations.models import Conversation, Owner, Role, Tier
+from support.conversations.models import Conversation, Owner, ReviewState, Tier
 from support.knowledge.models import Article
 from support.permissions import ROLE_GROUPS, admin_required, agent_required, is_admin, is_agent
 from support.review import actions as review_actions
@@ -48,15 +48,14 @@ def queue(request: HttpRequest) -> HttpResponse:
 def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     """A conversation's page; with ?partial=live only the parts a live update replaces."""
     conversation = get_object_or_404(Conversation.objects.select_related("agent"), pk=conversation_id)
-    transcript = list(conversation.messages.select_related("author", "reply_to"))
-    # A large-model answer held back because an agent took over: offered as the start of a reply.
-    drafts = [m for m in transcript if m.tier == Tier.LARGE and not m.delivered]
-    latest_reply = max((m.id for m in transcript if m.role == Role.AGENT), default=0)
-    drafts = [m for m in drafts if m.id > latest_reply]
+    transcript = list(conversation.messages.select_related("author", "reply_to", "reviewed_by"))
+    # Large-model answers not sent: each waits for an agent to send it, edit it or reject it.
+    drafts = [m for m in transcript if m.tier == Tier.LARGE and m.review_state == ReviewState.WAITING]
     context: dict[str, Any] = {
         "conversation": conversation,
         "transcript": transcript,
-        "latest_draft": drafts[-1] if drafts else None,
+        "drafts": drafts,
+        "articles": _articles(m for m in transcript if m.sources),
         "owned_by_me": conversation.owner == Owner.HUMAN and conversation.agent_id == request.user.pk,
         "owned_by_other": conversation.owner == Owner.HUMAN and conversation.agent_id not in (None, request.user.pk),
         "max_chars": settings.TANDEM_MAX_MESSAGE_CHARS,
@@ -66,6 +65,12 @@ def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     }
     template = "review/_detail_live.html" if request.GET.get("partial") == "live" else "review/detail.html"
     return render(request, template, context)
+
+
+def _articles(answers: Any) -> dict[str, Article]:
+    """The articles the conversation's large-model answers were given, by slug (for their sources)."""
+    slugs = {source["slug"] for answer in answers for source in answer.sources}
+    return Article.objects.in_bulk(list(slugs), field_name="slug")
 
 
 def _agents() -> list[User]:
@@ -103,13 +108,30 @@ def _agent_action(
 
 
 def _reply(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
-    text = request.POST.get("text", "")
-    if len(text) > settings.TANDEM_MAX_MESSAGE_CHARS:
-        raise actions.ConversationError(
-            "text_too_long", f"The reply is longer than {settings.TANDEM_MAX_MESSAGE_CHARS} characters."
-        )
-    actions.post_agent_reply(conversation_id, agent, text)
+    actions.post_agent_reply(conversation_id, agent, request.POST.get("text", ""))
     return "Reply sent."
+
+
+def _draft_id(request: HttpRequest) -> int:
+    try:
+        return int(request.POST.get("draft", ""))
+    except ValueError:
+        raise actions.ConversationError("no_such_draft", "There is no such draft in this conversation.") from None
+
+
+def _approve(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
+    actions.approve_draft(conversation_id, _draft_id(request), agent)
+    return "The draft was sent to the customer."
+
+
+def _send_edited(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
+    actions.send_edited_draft(conversation_id, _draft_id(request), agent, request.POST.get("text", ""))
+    return "Your edited answer was sent to the customer."
+
+
+def _reject(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
+    actions.reject_draft(conversation_id, _draft_id(request), agent, request.POST.get("reason", ""))
+    return "The draft was rejected; the customer still waits for your answer."
 
 
 def _take_over(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
@@ -146,4 +168,7 @@ take_over = _agent_action(_take_over)
 hand_back = _agent_action(_hand_back)
 close = _agent_action(_close)
 assign = _agent_action(_assign, admin_required)
+approve_draft = _agent_action(_approve)
+send_edited_draft = _agent_action(_send_edited)
+reject_draft = _agent_action(_reject)
 note = _agent_action(_note)

@@ -54,6 +54,9 @@ RULES: dict[str, dict[str, str]] = {
     "review-hand-back": AGENTS_ONLY,
     "review-close": AGENTS_ONLY,
     "review-note": AGENTS_ONLY,
+    "review-draft-approve": AGENTS_ONLY,
+    "review-draft-send-edited": AGENTS_ONLY,
+    "review-draft-reject": AGENTS_ONLY,
     # Assigning a conversation to an agent is an admin's.
     "review-assign": ADMINS_ONLY,
     # An API answers with status codes, not a login form.
