@@ -14,9 +14,10 @@ from django.utils import timezone
 
 from support.conversations import broadcast
 from support.conversations.actions import ConversationError
-from support.conversations.models import Conversation
+from support.conversations.models import Conversation, Message, Role
+from support.knowledge.models import Article
 from support.permissions import is_agent
-from support.review.models import Note, Presence
+from support.review.models import Label, LabelKind, Note, Presence
 
 # An agent whose desk page has not pinged for this long is shown offline (the page pings every 30 s).
 PRESENCE_SECONDS = 90
@@ -73,3 +74,34 @@ def online_agents_query() -> Any:
 def online_agents() -> list[User]:
     """Agents with a desk page open now, by name."""
     return list(online_agents_query().order_by("first_name", "username"))
+
+
+def label_message(message_id: int, agent: User, kind: str, article: str = "", proposed: str = "") -> Label:
+    """Record what a customer's message was about (an article, a new topic, or not a support question),
+    given by `agent` now; a message labelled before gets the new label."""
+    if not is_agent(agent):
+        raise ConversationError("not_an_agent", "Only agents label messages.")
+    if kind not in LabelKind.values:
+        raise ConversationError("unknown_label", "Choose an article, new topic or not a support question.")
+    article = article.strip() if kind == LabelKind.ARTICLE else ""
+    if kind == LabelKind.ARTICLE and not Article.objects.filter(slug=article).exists():
+        raise ConversationError("unknown_article", "Choose the article that answers it.")
+    message = Message.objects.filter(pk=message_id, role=Role.CUSTOMER).first()
+    if message is None:
+        raise ConversationError("no_such_message", "There is no such customer message.")
+    with transaction.atomic():
+        label, _ = Label.objects.update_or_create(
+            message=message,
+            defaults={
+                "kind": kind,
+                "article": article,
+                "proposed": proposed if proposed in ("draft", "guess") else "",
+                "given_by": agent,
+                "given_at": timezone.now(),
+            },
+        )
+        conversation_id = message.conversation_id
+        transaction.on_commit(
+            lambda: broadcast.send_to_staff({"conversation": str(conversation_id), "change": "labelled"})
+        )
+    return label

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from support.conversations.models import Conversation
+from support.conversations.models import Conversation, Message
 
 
 class Note(models.Model):
@@ -33,3 +33,27 @@ class Presence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} on {self.channel_name}"
+
+
+class LabelKind(models.TextChoices):
+    ARTICLE = "article", "Answered by an article"
+    NEW_TOPIC = "new_topic", "New topic (no article answers it)"
+    NOT_SUPPORT = "not_support", "Not a support question"
+
+
+class Label(models.Model):
+    """What an agent said a customer's message was about: the ground truth the small model is retrained
+    on and measured against. One per message; a later label replaces it (who and when come with it)."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="label")
+    kind = models.CharField(max_length=16, choices=LabelKind.choices)
+    # The article's slug (kept as text: a label outlives an article deleted later).
+    article = models.CharField(max_length=100, blank=True)
+    # What the desk had pre-selected: "draft" (the article a sent draft was grounded on), "guess" (the
+    # small model's), or "" (the agent chose another).
+    proposed = models.CharField(max_length=16, blank=True)
+    given_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    given_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.message_id}: {self.kind} {self.article}".strip()

@@ -11,6 +11,7 @@ urlpatterns = [
     path("<uuid:conversation_id>/close/", views.close, name="review-close"),
     path("<uuid:conversation_id>/assign/", views.assign, name="review-assign"),
     path("<uuid:conversation_id>/notes/", views.note, name="review-note"),
+    path("<uuid:conversation_id>/label/", views.label, name="review-label"),
     path("<uuid:conversation_id>/drafts/approve/", views.approve_draft, name="review-draft-approve"),
     path("<uuid:conversation_id>/drafts/send-edited/", views.send_edited_draft, name="review-draft-send-edited"),
     path("<uuid:conversation_id>/drafts/reject/", views.reject_draft, name="review-draft-reject"),

@@ -17,12 +17,13 @@ from django.views.decorators.http import require_POST
 
 from chatbot.routes import Destination, Reason
 from support.conversations import actions
-from support.conversations.models import Conversation, Owner, ReviewState, Tier
+from support.conversations.models import Conversation, Message, Owner, ReviewState, Tier
 from support.knowledge.models import Article
 from support.permissions import ROLE_GROUPS, admin_required, agent_required, is_admin, is_agent
 from support.review import actions as review_actions
+from support.review import labels as review_labels
 from support.review import queue as review_queue
-from support.review.models import Note
+from support.review.models import LabelKind, Note
 
 
 @agent_required
@@ -59,6 +60,8 @@ def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
         "owned_by_me": conversation.owner == Owner.HUMAN and conversation.agent_id == request.user.pk,
         "owned_by_other": conversation.owner == Owner.HUMAN and conversation.agent_id not in (None, request.user.pk),
         "max_chars": settings.TANDEM_MAX_MESSAGE_CHARS,
+        "label_questions": review_labels.questions(transcript),
+        "all_articles": list(Article.objects.order_by("title").values_list("slug", "title")),
         "notes": list(Note.objects.filter(conversation=conversation).select_related("author")),
         "is_admin": is_admin(request.user),
         "agents": _agents() if is_admin(request.user) else [],
@@ -163,6 +166,27 @@ def _note(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
     return "Note added (agents only: the customer never sees it)."
 
 
+def _label(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
+    choice = request.POST.get("choice", "")
+    try:
+        message_id = int(request.POST.get("message", ""))
+    except ValueError:
+        raise actions.ConversationError("no_such_message", "There is no such customer message.") from None
+    if not Message.objects.filter(pk=message_id, conversation_id=conversation_id).exists():
+        raise actions.ConversationError("no_such_message", "There is no such customer message.")
+    proposed = ""
+    kind: str
+    if choice.startswith("article:"):
+        _, article, proposed = (choice.split(":", 2) + [""])[:3]
+        kind = LabelKind.ARTICLE
+    elif choice == "other":
+        kind, article = LabelKind.ARTICLE, request.POST.get("other_article", "")
+    else:
+        kind, article = choice, ""
+    label = review_actions.label_message(message_id, agent, kind, article, proposed)
+    return f"Labelled: {label.article or label.get_kind_display()}. Thank you — the next training uses it."
+
+
 reply = _agent_action(_reply)
 take_over = _agent_action(_take_over)
 hand_back = _agent_action(_hand_back)
@@ -172,3 +196,4 @@ approve_draft = _agent_action(_approve)
 send_edited_draft = _agent_action(_send_edited)
 reject_draft = _agent_action(_reject)
 note = _agent_action(_note)
+label = _agent_action(_label)

@@ -54,6 +54,7 @@ RULES: dict[str, dict[str, str]] = {
     "review-hand-back": AGENTS_ONLY,
     "review-close": AGENTS_ONLY,
     "review-note": AGENTS_ONLY,
+    "review-label": AGENTS_ONLY,
     "review-draft-approve": AGENTS_ONLY,
     "review-draft-send-edited": AGENTS_ONLY,
     "review-draft-reject": AGENTS_ONLY,
