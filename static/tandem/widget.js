@@ -27,6 +27,8 @@
   const SERVER_ERROR_RETRIES = 3;
   const SERVER_ERROR_RETRY_MS = 2000;
   const TIERS = ['small', 'large', 'agent'];
+  // How long "… is typing" stays after the last notice.
+  const TYPING_MS = 5000;
 
   // ---------------------------------------------------------------- config --
 
@@ -296,6 +298,9 @@
     } else if (Date.now() < (state.slowUntil || 0)) {
       st = 'slow-down';
       text = 'You\u2019re sending messages quickly \u2014 I\u2019ll send yours in a moment\u2026';
+    } else if (Date.now() < (state.typingUntil || 0)) {
+      st = 'agent-typing';
+      text = state.typingName + ' is typing\u2026';
     } else if (escalated.size > 0) {
       const people = Array.from(escalated.values()).indexOf('people') >= 0;
       st = people ? 'waiting-for-people' : 'escalated';
@@ -400,6 +405,7 @@
     if (f.type === 'session') { onSession(f); return; }
     if (f.type === 'token') { onToken(f); return; }
     if (f.type === 'error') { onError(f); return; }
+    if (f.type === 'typing') { onTyping(f); return; }
 
     // Everything else is a stored event with a per-conversation seq.
     const seq = Number(f.seq);
@@ -410,6 +416,17 @@
     else if (f.type === 'escalated') onEscalated(f, seq);
     else if (f.type === 'system' && typeof f.text === 'string') onSystem(f, seq);
     state.lastSeq = seq;
+  }
+
+  // An agent is writing a reply: shown for a few seconds after each notice (the desk sends one every
+  // couple of seconds while the agent types).
+  function onTyping(f) {
+    const name = typeof f.agent === 'string' && f.agent.trim() ? f.agent.trim().slice(0, 40) : 'A support agent';
+    state.typingName = name;
+    state.typingUntil = Date.now() + TYPING_MS;
+    updateStatus();
+    clearTimeout(state.typingTimer);
+    state.typingTimer = setTimeout(updateStatus, TYPING_MS + 50);
   }
 
   function onSession(f) {
@@ -473,6 +490,7 @@
       escalated.delete(replyTo);
     }
     if (tier === 'agent') abandonOtherWork();
+    if (f.agent) state.typingUntil = 0; // the reply the agent was typing is here
     updateStatus();
   }
 

@@ -162,12 +162,13 @@ def _answer_fields(message: Message) -> dict[str, Any]:
         "tier": message.tier,
         "intent": message.intent or None,
         "confidence": message.confidence,
-        "agent": _agent_name(message.author) if message.author else None,
+        "agent": agent_name(message.author) if message.author else None,
         **({"sources": message.sources} if settings.TANDEM_SHOW_SOURCES and message.sources else {}),
     }
 
 
-def _agent_name(agent: User) -> str:
+def agent_name(agent: User) -> str:
+    """The name customers see for an agent."""
     return str(getattr(agent, "first_name", "") or agent.get_username())
 
 
@@ -750,7 +751,7 @@ def approve_draft(conversation_id: uuid.UUID, draft_id: int, agent: User) -> Mes
         conversation.escalated_at = None
         events = _Events(conversation)
         events.change("escalated_at")
-        events.add("answer", {**_answer_fields(draft), "agent": _agent_name(agent)})
+        events.add("answer", {**_answer_fields(draft), "agent": agent_name(agent)})
         events.save()
         _notify_staff(conversation.id, "draft_approved")
         return draft

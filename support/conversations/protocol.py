@@ -105,6 +105,11 @@ def rate_limited_frame(retry_after: int, client_id: str | None = None) -> dict[s
     return {**error_frame(RATE_LIMITED, message, client_id), "retry_after": retry_after}
 
 
+def typing_frame(agent: str) -> dict[str, Any]:
+    """Not stored: an agent is writing a reply in this conversation."""
+    return {"type": "typing", "agent": agent}
+
+
 def session_frame(conversation_id: str, token: str) -> dict[str, Any]:
     return {"type": "session", "conversation": conversation_id, "token": token}
 

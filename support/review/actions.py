@@ -13,8 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from support.conversations import broadcast
-from support.conversations.actions import ConversationError
-from support.conversations.models import Conversation, Message, Role
+from support.conversations.actions import ConversationError, agent_name
+from support.conversations.models import Conversation, Message, Owner, Role
 from support.knowledge.models import Article
 from support.permissions import is_agent
 from support.review.models import Label, LabelKind, Note, Presence
@@ -105,3 +105,14 @@ def label_message(message_id: int, agent: User, kind: str, article: str = "", pr
             lambda: broadcast.send_to_staff({"conversation": str(conversation_id), "change": "labelled"})
         )
     return label
+
+
+def typing_name(conversation_id: uuid.UUID, agent: User) -> str | None:
+    """The name the customer sees while `agent` types a reply, or None when the agent may not reply in
+    this conversation (another agent owns it, or it is gone)."""
+    owner = Conversation.objects.filter(pk=conversation_id).values_list("owner", "agent_id").first()
+    if owner is None or not is_agent(agent):
+        return None
+    if owner[0] == Owner.HUMAN and owner[1] not in (None, agent.pk):
+        return None
+    return agent_name(agent)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from support.conversations import broadcast
+from support.conversations.protocol import typing_frame
 from support.permissions import is_agent
 from support.review import actions as review_actions
 
@@ -23,6 +26,8 @@ BATCH_SECONDS = 1.0
 BATCH_LIMIT = 200
 # A page pings every 30 s; more often than this is not counted again.
 PING_SECONDS = 20.0
+# At most one typing notice per page this often (the widget shows one for 5 s).
+TYPING_SECONDS = 2.0
 
 
 class StaffConsumer(AsyncWebsocketConsumer):
@@ -37,22 +42,37 @@ class StaffConsumer(AsyncWebsocketConsumer):
         self.flush_task: asyncio.Task[None] | None = None
         self.user = user
         self.last_ping = asyncio.get_running_loop().time()
+        self.last_typing = 0.0
         await self.channel_layer.group_add("staff", self.channel_name)
         await self.accept()
         await database_sync_to_async(review_actions.agent_online)(user, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        # The only frame a page sends: {"type":"ping"}, which keeps the agent shown as online.
-        if not hasattr(self, "user") or text_data is None or len(text_data) > 100:
+        # A page sends {"type":"ping"} (keeps the agent shown as online) and, while the agent types a
+        # reply, {"type":"typing","conversation":"<id>"} (the customer sees "… is typing").
+        if not hasattr(self, "user") or text_data is None or len(text_data) > 200:
             return
         try:
             frame = json.loads(text_data)
         except ValueError:
             return
+        if not isinstance(frame, dict):
+            return
         now = asyncio.get_running_loop().time()
-        if isinstance(frame, dict) and frame.get("type") == "ping" and now - self.last_ping >= PING_SECONDS:
+        if frame.get("type") == "ping" and now - self.last_ping >= PING_SECONDS:
             self.last_ping = now
             await database_sync_to_async(review_actions.agent_online)(self.user, self.channel_name)
+        elif frame.get("type") == "typing" and now - self.last_typing >= TYPING_SECONDS:
+            self.last_typing = now
+            try:
+                conversation = uuid.UUID(str(frame.get("conversation")))
+            except ValueError:
+                return
+            name = await database_sync_to_async(review_actions.typing_name)(conversation, self.user)
+            if name is not None:
+                await self.channel_layer.group_send(
+                    broadcast.group_name(conversation), {"type": "chat.frame", "frame": typing_frame(name)}
+                )
 
     async def disconnect(self, code: int) -> None:
         flush = getattr(self, "flush_task", None)

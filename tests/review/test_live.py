@@ -125,3 +125,41 @@ def _logged_in(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_agent_typing_shows_the_customer_who_is_writing_but_not_in_someone_else_s_chat(
+    agent: User, other_agent: User
+) -> None:
+    from channels.db import database_sync_to_async
+
+    from support.conversations import broadcast
+
+    conversation = await database_sync_to_async(Conversation.objects.create)()
+    layer = get_channel_layer()
+    customer = await layer.new_channel()
+    await layer.group_add(broadcast.group_name(conversation.id), customer)
+    page = await staff_socket(agent)
+    typing = json.dumps({"type": "typing", "conversation": str(conversation.id)})
+    await page.send_to(text_data=typing)
+    got = await asyncio.wait_for(layer.receive(customer), 3)
+    assert got == {"type": "chat.frame", "frame": {"type": "typing", "agent": "Alex"}}
+    # Within 2 s, another notice from the same page is not passed on.
+    await page.send_to(text_data=typing)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(customer), 0.5)
+    # Another agent owns the conversation: this agent's typing is not passed on.
+    await database_sync_to_async(actions.take_over)(conversation.id, other_agent)
+    await asyncio.sleep(2.1)
+    await page.send_to(text_data=typing)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(customer), 0.5)
+    # Nonsense is ignored, and the socket stays open.
+    for junk in ("{", '{"type":"typing","conversation":"not-a-uuid"}', "[1]", "x" * 500):
+        await page.send_to(text_data=junk)
+    outputs = []
+    while not await page.receive_nothing(timeout=1.5):  # until nothing more comes: live batches, no close
+        outputs.append(await page.receive_output())
+    assert all(output["type"] == "websocket.send" for output in outputs)
+    await page.disconnect()
