@@ -57,3 +57,17 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id}: {self.kind} {self.article}".strip()
+
+
+class CannedReply(models.Model):
+    """A reply agents insert with a click (and edit before sending); admins keep them in the admin site."""
+
+    title = models.CharField(max_length=200, unique=True)
+    text = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title

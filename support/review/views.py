@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -23,7 +23,7 @@ from support.permissions import ROLE_GROUPS, admin_required, agent_required, is_
 from support.review import actions as review_actions
 from support.review import labels as review_labels
 from support.review import queue as review_queue
-from support.review.models import LabelKind, Note
+from support.review.models import CannedReply, LabelKind, Note
 
 
 @agent_required
@@ -43,6 +43,28 @@ def queue(request: HttpRequest) -> HttpResponse:
     }
     template = "review/_queue_live.html" if request.GET.get("partial") == "live" else "review/queue.html"
     return render(request, template, context)
+
+
+SNIPPETS = 10
+
+
+@agent_required
+def snippets(request: HttpRequest) -> JsonResponse:
+    """Canned replies and knowledge-base answers matching ?q= (every word, in the title or the text),
+    for the reply box's "insert" search."""
+    words = request.GET.get("q", "")[:200].split()[:8]
+    canned = CannedReply.objects.all()
+    articles = Article.objects.order_by("title")
+    for word in words:
+        canned = canned.filter(Q(title__icontains=word) | Q(text__icontains=word))
+        articles = articles.filter(Q(title__icontains=word) | Q(answer__icontains=word) | Q(slug__icontains=word))
+    results = [{"kind": "canned", "title": reply.title, "text": reply.text} for reply in canned[:SNIPPETS]]
+    if words:
+        results += [
+            {"kind": "article", "title": article.title, "text": article.answer, "slug": article.slug}
+            for article in articles[: SNIPPETS - len(results)]
+        ]
+    return JsonResponse({"results": results[:SNIPPETS]})
 
 
 @agent_required

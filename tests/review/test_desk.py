@@ -143,3 +143,20 @@ def test_only_agents_write_notes(escalated: Conversation, visitor: User) -> None
     User.objects.filter(pk=former.pk).update(is_active=False)
     with pytest.raises(actions.ConversationError, match="Only agents"):
         review_actions.add_note(escalated.id, User.objects.get(pk=former.pk), "hello")
+
+
+def test_the_insert_search_finds_canned_replies_and_article_answers_by_every_word(
+    knowledge_base: None, agent: User
+) -> None:
+    from support.review.models import CannedReply
+
+    CannedReply.objects.create(title="Sorry for the wait", text="Sorry you had to wait. Let me check that now.")
+    client = logged_in(agent)
+    found = client.get("/review/snippets/", {"q": "wait"}).json()["results"]
+    assert found[0] == {"kind": "canned", "title": "Sorry for the wait", "text": CannedReply.objects.get().text}
+    refund = client.get("/review/snippets/", {"q": "refund timing"}).json()["results"]
+    assert refund and all(result["kind"] == "article" for result in refund)
+    assert any(result.get("slug") == "refund-timing" for result in refund)
+    assert client.get("/review/snippets/", {"q": "refund zebra"}).json()["results"] == []
+    # With no words: the canned replies only.
+    assert [r["kind"] for r in client.get("/review/snippets/").json()["results"]] == ["canned"]

@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from support.conversations import actions
+from support.review.models import CannedReply
 from support.review.roles import make_agent
 from tests.conftest import post_as_server
 
@@ -43,6 +44,8 @@ def admin_site(group_admin: str, admin: str) -> dict[str, str]:
 
 
 AXES_MODELS = ("accessattempt", "accesslog", "accessfailurelog")
+# Tandem's own models in the admin site (admins keep canned replies there).
+TANDEM_MODELS = ("review_cannedreply",)
 
 RULES: dict[str, dict[str, str]] = {
     "demo": EVERYONE,
@@ -54,6 +57,7 @@ RULES: dict[str, dict[str, str]] = {
     "review-hand-back": AGENTS_ONLY,
     "review-close": AGENTS_ONLY,
     "review-note": AGENTS_ONLY,
+    "review-snippets": AGENTS_ONLY,
     "review-label": AGENTS_ONLY,
     "review-draft-approve": AGENTS_ONLY,
     "review-draft-send-edited": AGENTS_ONLY,
@@ -102,6 +106,12 @@ RULES: dict[str, dict[str, str]] = {
     },
     **{f"admin:axes_{model}_add": {**ADMIN_MODELS, "admin": DENIED} for model in AXES_MODELS},
     **{f"admin/axes/{model}/<path:object_id>/": ADMIN_INDEX for model in AXES_MODELS},
+    **{
+        f"admin:{model}_{view}": ADMIN_MODELS
+        for model in TANDEM_MODELS
+        for view in ("changelist", "add", "history", "delete", "change")
+    },
+    **{f"admin/{model.replace('_', '/', 1)}/<path:object_id>/": ADMIN_INDEX for model in TANDEM_MODELS},
     "admin/(?P<url>.*)$": admin_site(MISSING, MISSING),
 }
 
@@ -139,6 +149,7 @@ def world(knowledge_base: None, small_model_dir: object, frames: list[dict[str, 
         "accessattempt": AccessAttempt.objects.create(**seen, get_data="", post_data="", failures_since_start=1).pk,
         "accesslog": AccessLog.objects.create(**seen).pk,
         "accessfailurelog": AccessFailureLog.objects.create(**seen).pk,
+        "review_cannedreply": CannedReply.objects.create(title="Thanks", text="Thank you!").pk,
     }
     return {
         "users": {"visitor": visitor, "agent": agent, "admin": admin, "group admin": group_admin},
