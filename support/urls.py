@@ -7,6 +7,7 @@ urlpatterns = [
     path("", demo, name="demo"),
     path("health/", health, name="health"),
     path("review/", include("support.review.urls")),
+    path("model/", include("support.knowledge.urls")),
     path("", include("support.analytics.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

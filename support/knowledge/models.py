@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -30,3 +31,45 @@ class Phrasing(models.Model):
 
     def __str__(self) -> str:
         return self.text
+
+
+class TrainingState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Training"
+    TRAINED = "trained", "Trained: waiting for a decision"
+    FAILED = "failed", "Failed"
+    PROMOTED = "promoted", "Promoted"
+    DISCARDED = "discarded", "Discarded"
+
+
+class TrainingRun(models.Model):
+    """One retraining of the small model on the knowledge base and agents' labels, started by an admin:
+    its progress, the candidate it made, and how the candidate and the model serving then compare on
+    labelled traffic neither was trained on."""
+
+    state = models.CharField(max_length=16, choices=TrainingState.choices, default=TrainingState.QUEUED)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The latest step the training reported, and when (a run whose heartbeat stops has died).
+    progress = models.CharField(max_length=300, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The candidate's version (its folder in TANDEM_SMALL_MODEL_DIR), and the version serving when it
+    # was compared.
+    version = models.CharField(max_length=64, blank=True)
+    compared_with = models.CharField(max_length=64, blank=True)
+    examples = models.PositiveIntegerField(default=0)
+    labels_used = models.PositiveIntegerField(default=0)
+    # {"held_out": n, "candidate": {coverage, answered_accuracy, accuracy}, "current": {...}}
+    figures = models.JSONField(default=dict, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Training run {self.pk}: {self.state}"

@@ -57,6 +57,12 @@ RULES: dict[str, dict[str, str]] = {
     "review-hand-back": AGENTS_ONLY,
     "review-close": AGENTS_ONLY,
     "review-note": AGENTS_ONLY,
+    # The small model's page: retraining, promoting and rolling back are an admin's.
+    "small-model": ADMINS_ONLY,
+    "small-model-train": ADMINS_ONLY,
+    "small-model-promote": ADMINS_ONLY,
+    "small-model-discard": ADMINS_ONLY,
+    "small-model-roll-back": ADMINS_ONLY,
     "review-snippets": AGENTS_ONLY,
     "review-label": AGENTS_ONLY,
     "review-draft-approve": AGENTS_ONLY,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -8,11 +9,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from chatbot.small import evaluation
 from chatbot.small import model as small_model
 from chatbot.smalltalk import with_small_talk
+from support.knowledge import retraining
 from support.knowledge.loader import training_examples
 
 
 class Command(BaseCommand):
-    help = "Train the small model on the knowledge base's phrasings (or a text,label CSV) and make it current."
+    help = (
+        "Train the small model on the knowledge base's phrasings and the agents' confirmed labels (or on a "
+        "text,label CSV) and make it current."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--csv", type=Path, help="train on this CSV (columns text,label) instead")
@@ -21,6 +26,7 @@ class Command(BaseCommand):
             action="store_true",
             help="do nothing when the current model was trained on exactly this data",
         )
+        parser.add_argument("--run", type=int, help=argparse.SUPPRESS)
         parser.add_argument(
             "--epochs",
             type=int,
@@ -28,8 +34,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["run"] is not None:
+            # A run an admin started in the browser: a candidate, compared, not made current.
+            run = retraining.run(options["run"], progress=lambda line: self.stdout.write(line))
+            self.stdout.write(f"Training run {run.pk}: {run.state} {run.version} {run.error}".strip())
+            return
         try:
-            examples = evaluation.read_labelled_csv(options["csv"]) if options["csv"] else training_examples()
+            if options["csv"]:
+                examples = evaluation.read_labelled_csv(options["csv"])
+            else:
+                # Held-out labels stay out here too: they are what candidates are compared on.
+                examples = training_examples() + retraining.labelled_rows()[0]
         except evaluation.DataError as exc:
             raise CommandError(str(exc)) from None
         examples = [(text, label) for text, label in examples if label]

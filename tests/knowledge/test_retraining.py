@@ -1,0 +1,159 @@
+"""Retraining on agents' labels: a candidate trained, compared on held-out labels, promoted or discarded,
+and an earlier model served again."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from chatbot.small import model as small_model
+from chatbot.small import versions
+from support.conversations import actions
+from support.conversations.models import Conversation, Message, Role
+from support.knowledge import retraining
+from support.knowledge.models import TrainingRun, TrainingState
+from support.review.models import Label, LabelKind
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def model_dir(trained_model_dir: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the session's trained model folder: these tests add, promote and delete models."""
+    directory = tmp_path / "models"
+    shutil.copytree(trained_model_dir, directory)
+    with override_settings(TANDEM_SMALL_MODEL_DIR=directory):
+        yield directory
+
+
+def labelled(text: str, kind: str, article: str = "", message_id: int | None = None) -> Message:
+    conversation = Conversation.objects.create()
+    message = Message.objects.create(
+        **({"id": message_id} if message_id else {}), conversation=conversation, role=Role.CUSTOMER, text=text
+    )
+    Label.objects.create(message=message, kind=kind, article=article, given_at=timezone.now())
+    return message
+
+
+def test_one_label_in_five_is_held_out_by_message_id_and_new_topics_only_count_in_comparisons(
+    knowledge_base: None,
+) -> None:
+    labelled("my parcel has not come", LabelKind.ARTICLE, "late-delivery", message_id=10)
+    labelled("where is my stuff", LabelKind.ARTICLE, "late-delivery", message_id=11)
+    labelled("do you sell bikes", LabelKind.NEW_TOPIC, message_id=12)
+    labelled("what is the weather", LabelKind.NOT_SUPPORT, message_id=15)
+    labelled("the old article", LabelKind.ARTICLE, "an-article-since-deleted", message_id=16)
+    train, held = retraining.labelled_rows()
+    assert train == [("where is my stuff", "late-delivery")]
+    assert held == [("my parcel has not come", "late-delivery"), ("what is the weather", "")]
+
+
+@pytest.fixture
+def labels(knowledge_base: None) -> None:
+    rows = [
+        ("my sofa arrived with a tear", "damaged-on-arrival"),
+        ("my order never showed up", "late-delivery"),
+        ("how do i send back a lamp", "how-to-return"),
+        ("can i pay in three parts", "pay-later-instalments"),
+        ("my card was refused at checkout", "card-declined"),
+    ]
+    for number in range(20):
+        text, slug = rows[number % len(rows)]
+        labelled(f"{text} ({number})", LabelKind.ARTICLE, slug, message_id=100 + number)
+    labelled("do you sell bicycles", LabelKind.NEW_TOPIC, message_id=200)
+
+
+def test_a_run_trains_a_candidate_that_does_not_serve_until_an_admin_promotes_it(
+    labels: None, model_dir: Path, admin_user: User
+) -> None:
+    serving = small_model.current_version(model_dir)
+    run = TrainingRun.objects.create(started_by=admin_user)
+    out = io.StringIO()
+    call_command("train_small_model", "--run", str(run.pk), stdout=out)
+    run.refresh_from_db()
+    assert run.state == TrainingState.TRAINED, run.error
+    assert run.labels_used == 16 and run.figures["held_out"] == 5 and run.compared_with == serving
+    for side in ("candidate", "current"):
+        figures = run.figures[side]
+        assert figures["rows"] == 5 and 0 <= figures["coverage"] <= 1 and 0 <= figures["accuracy"] <= 1
+    assert small_model.current_version(model_dir) == serving, "a candidate does not serve by itself"
+    assert run.version in {meta["version"] for meta in versions.versions(model_dir)}
+    assert not list(model_dir.glob(".training-*")), "the staging folder is gone"
+    # Running the same run again does nothing.
+    assert retraining.run(run.pk).version == run.version
+
+    retraining.promote(run.pk, admin_user)
+    assert small_model.current_version(model_dir) == run.version
+    run.refresh_from_db()
+    assert run.state == TrainingState.PROMOTED and run.decided_by == admin_user
+    # And back: the earlier model serves again.
+    retraining.roll_back(serving, admin_user)
+    assert small_model.current_version(model_dir) == serving
+
+
+def test_a_candidate_can_be_discarded_but_the_serving_model_cannot(
+    labels: None, model_dir: Path, admin_user: User
+) -> None:
+    run = retraining.run(TrainingRun.objects.create(started_by=admin_user).pk)
+    assert run.state == TrainingState.TRAINED
+    serving = small_model.current_version(model_dir)
+    assert serving is not None
+    with pytest.raises(versions.VersionError, match="cannot be discarded"):
+        versions.discard(serving, model_dir)
+    retraining.discard(run.pk, admin_user)
+    assert not (model_dir / run.version).exists()
+    assert TrainingRun.objects.get(pk=run.pk).state == TrainingState.DISCARDED
+    with pytest.raises(actions.ConversationError, match="not waiting"):
+        retraining.promote(run.pk, admin_user)
+
+
+def test_a_failed_training_says_why_and_the_serving_model_stays(
+    knowledge_base: None, model_dir: Path, admin_user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serving = small_model.current_version(model_dir)
+
+    def broken(*_: Any, **__: Any) -> Path:
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(small_model, "train", broken)
+    run = retraining.run(TrainingRun.objects.create(started_by=admin_user).pk)
+    assert run.state == TrainingState.FAILED and "out of memory" in run.error
+    assert small_model.current_version(model_dir) == serving
+
+
+def test_only_an_admin_starts_one_training_at_a_time(
+    knowledge_base: None, model_dir: Path, admin_user: User, agent: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    with pytest.raises(actions.ConversationError, match="Only an admin"):
+        retraining.start(agent)
+    with mock.patch("support.knowledge.tasks.train_candidate.delay") as queued:
+        with django_capture_on_commit_callbacks(execute=True):
+            run = retraining.start(admin_user)
+        queued.assert_called_once_with(run.pk)
+        with pytest.raises(actions.ConversationError, match="already running"):
+            retraining.start(admin_user)
+
+
+def test_the_model_page_shows_runs_kept_models_and_labels_to_admins(
+    labels: None, model_dir: Path, admin_user: User
+) -> None:
+    run = retraining.run(TrainingRun.objects.create(started_by=admin_user).pk)
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get("/model/").content.decode()
+    assert f'data-run="{run.pk}"' in page and "data-promote" in page
+    assert page.count("data-version=") == len(versions.versions(model_dir))
+    assert "Agents have labelled <strong>21</strong>" in page
+    response = client.post("/model/promote/", {"run": run.pk}, follow=True)
+    assert "serves now" in response.content.decode()
+    assert small_model.current_version(model_dir) == run.version
