@@ -8,4 +8,5 @@ urlpatterns = [
     path("promote/", views.promote, name="small-model-promote"),
     path("discard/", views.discard, name="small-model-discard"),
     path("roll-back/", views.roll_back, name="small-model-roll-back"),
+    path("new-article/", views.new_article, name="small-model-new-article"),
 ]

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from chatbot.small import versions
 from support.conversations.actions import ConversationError
-from support.knowledge import retraining
+from support.knowledge import retraining, topics
 from support.knowledge.models import TrainingRun, TrainingState
 from support.permissions import admin_required
 from support.review.models import Label
@@ -33,6 +33,7 @@ def model_page(request: HttpRequest) -> HttpResponse:
         "labels": Label.objects.count(),
         "labels_for_training": len(train),
         "labels_held_out": len(held),
+        "topics": topics.new_topics() if request.GET.get("partial") != "live" else [],
     }
     template = "knowledge/_model_live.html" if request.GET.get("partial") == "live" else "knowledge/model.html"
     return render(request, template, context)
@@ -80,7 +81,19 @@ def _roll_back(request: HttpRequest, admin: User) -> str:
     return f"Model {version} serves again."
 
 
+def _new_article(request: HttpRequest, admin: User) -> str:
+    try:
+        message_ids = [int(value) for value in request.POST.getlist("message")]
+    except ValueError:
+        raise ConversationError("no_messages", "None of those messages is labelled as a new topic.") from None
+    article = topics.article_from_topic(
+        admin, message_ids, request.POST.get("title", ""), request.POST.get("answer", ""), request.POST.get("slug", "")
+    )
+    return f"Article {article.slug!r} added with {article.phrasings.count()} phrasings: train a new model to use it."
+
+
 train = _admin_action(_train)
+new_article = _admin_action(_new_article)
 promote = _admin_action(_promote)
 discard = _admin_action(_discard)
 roll_back = _admin_action(_roll_back)

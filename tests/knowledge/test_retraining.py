@@ -157,3 +157,35 @@ def test_the_model_page_shows_runs_kept_models_and_labels_to_admins(
     response = client.post("/model/promote/", {"run": run.pk}, follow=True)
     assert "serves now" in response.content.decode()
     assert small_model.current_version(model_dir) == run.version
+
+
+def test_new_topic_messages_are_grouped_by_what_they_ask_and_one_group_becomes_an_article(
+    knowledge_base: None, small_model_dir: Path, admin_user: User, agent: User
+) -> None:
+    from support.knowledge import topics
+    from support.knowledge.loader import training_examples
+
+    asked = [
+        "do you sell bicycles",
+        "can I buy a bike from you",
+        "have you got bikes for sale",
+        "is there a store in Paris",
+        "do you have a shop in France",
+    ]
+    messages = [labelled(text, LabelKind.NEW_TOPIC) for text in asked]
+    found = topics.new_topics()
+    grouped = sorted(sorted(topic.texts) for topic in found)
+    assert grouped == [sorted(asked[:3]), sorted(asked[3:])]
+    bikes = next(topic for topic in found if "do you sell bicycles" in topic.texts)
+    with pytest.raises(actions.ConversationError, match="Only an admin"):
+        topics.article_from_topic(agent, bikes.message_ids, "Do you sell bikes?", "Not yet.")
+    article = topics.article_from_topic(admin_user, bikes.message_ids, "Do you sell bikes?", "Not yet, sorry.")
+    assert article.slug == "do-you-sell-bikes"
+    assert ("can I buy a bike from you", "do-you-sell-bikes") in training_examples()
+    relabelled = Label.objects.filter(message__in=messages[:3])
+    assert {(label.kind, label.article, label.given_by_id) for label in relabelled} == {
+        (LabelKind.ARTICLE, "do-you-sell-bikes", admin_user.pk)
+    }
+    assert [sorted(topic.texts) for topic in topics.new_topics()] == [sorted(asked[3:])]
+    with pytest.raises(actions.ConversationError, match="exists already"):
+        topics.article_from_topic(admin_user, [messages[3].pk], "Do you sell bikes?", "Again.")

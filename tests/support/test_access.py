@@ -63,6 +63,7 @@ RULES: dict[str, dict[str, str]] = {
     "small-model-promote": ADMINS_ONLY,
     "small-model-discard": ADMINS_ONLY,
     "small-model-roll-back": ADMINS_ONLY,
+    "small-model-new-article": ADMINS_ONLY,
     "review-snippets": AGENTS_ONLY,
     "review-label": AGENTS_ONLY,
     "review-draft-approve": AGENTS_ONLY,
