@@ -660,23 +660,33 @@ def take_over(conversation_id: uuid.UUID, agent: User) -> Conversation:
         conversation = _locked(conversation_id)
         if conversation.owner == Owner.HUMAN and conversation.agent_id not in (None, agent.pk):
             raise ConversationError("owned_by_another_agent", "Another agent is handling this conversation.")
-        if conversation.owner != Owner.HUMAN or conversation.agent_id != agent.pk:
-            conversation.owner = Owner.HUMAN
-            conversation.agent_id = agent.pk
-            conversation.save(update_fields=["owner", "agent", "updated_at"])
-            _notify_staff(conversation.id, "taken_over")
+        _make_owner(conversation, agent, "taken_over")
         return conversation
+
+
+def _make_owner(conversation: Conversation, agent: User, change: str) -> None:
+    if conversation.owner != Owner.HUMAN or conversation.agent_id != agent.pk:
+        conversation.owner = Owner.HUMAN
+        conversation.agent_id = agent.pk
+        conversation.save(update_fields=["owner", "agent", "updated_at"])
+        _notify_staff(conversation.id, change)
+
+
+def written_text(text: str, what: str) -> str:
+    """An agent's text (a reply, a note), stripped; refused when empty or longer than a message may be."""
+    text = text.strip()
+    if not text:
+        raise ConversationError("empty_text", f"The {what} is empty.")
+    if len(text) > settings.TANDEM_MAX_MESSAGE_CHARS:
+        raise ConversationError(
+            "text_too_long", f"The {what} is longer than {settings.TANDEM_MAX_MESSAGE_CHARS} characters."
+        )
+    return text
 
 
 def post_agent_reply(conversation_id: uuid.UUID, agent: User, text: str, reply_to: Message | None = None) -> Message:
     """The agent's reply, to `reply_to` or else the latest customer message; replying claims the conversation."""
-    text = text.strip()
-    if not text:
-        raise ConversationError("empty_text", "The reply is empty.")
-    if len(text) > settings.TANDEM_MAX_MESSAGE_CHARS:
-        raise ConversationError(
-            "text_too_long", f"The reply is longer than {settings.TANDEM_MAX_MESSAGE_CHARS} characters."
-        )
+    text = written_text(text, "reply")
     with transaction.atomic():
         conversation = take_over(conversation_id, agent)
         conversation = _locked(conversation_id)
@@ -705,12 +715,14 @@ def assign(conversation_id: uuid.UUID, admin: User, agent: User) -> Conversation
         raise ConversationError("not_an_agent", f"{agent.get_username()} is not an agent.")
     with transaction.atomic():
         conversation = _locked(conversation_id)
-        if conversation.owner != Owner.HUMAN or conversation.agent_id != agent.pk:
-            conversation.owner = Owner.HUMAN
-            conversation.agent_id = agent.pk
-            conversation.save(update_fields=["owner", "agent", "updated_at"])
-            _notify_staff(conversation.id, "assigned")
+        _make_owner(conversation, agent, "assigned")
         return conversation
+
+
+def _check_not_another_s(conversation: Conversation, agent: User) -> None:
+    """Refused when another agent owns the conversation (an admin may act all the same)."""
+    if conversation.owner == Owner.HUMAN and conversation.agent_id != agent.pk and not is_admin(agent):
+        raise ConversationError("owned_by_another_agent", "Another agent is handling this conversation.")
 
 
 def _waiting_draft(conversation_id: uuid.UUID, draft_id: int) -> Message:
@@ -779,8 +791,7 @@ def reject_draft(conversation_id: uuid.UUID, draft_id: int, agent: User, reason:
         raise ConversationError("reason_too_long", "The reason is longer than 500 characters.")
     with transaction.atomic():
         conversation = _locked(conversation_id)
-        if conversation.owner == Owner.HUMAN and conversation.agent_id != agent.pk and not is_admin(agent):
-            raise ConversationError("owned_by_another_agent", "Another agent is handling this conversation.")
+        _check_not_another_s(conversation, agent)
         draft = _waiting_draft(conversation_id, draft_id)
         _reviewed(draft, agent, ReviewState.REJECTED, reason)
         _notify_staff(conversation.id, "draft_rejected")
@@ -792,8 +803,7 @@ def _release(conversation_id: uuid.UUID, agent: User, owner: Owner, change: str,
     is told, in a stored `system` event."""
     with transaction.atomic():
         conversation = _locked(conversation_id)
-        if conversation.owner == Owner.HUMAN and conversation.agent_id != agent.pk and not is_admin(agent):
-            raise ConversationError("owned_by_another_agent", "Another agent is handling this conversation.")
+        _check_not_another_s(conversation, agent)
         if conversation.owner == Owner.CLOSED and owner == Owner.CLOSED:
             return conversation  # a second click, another tab: nothing to tell anyone
         # The customer hears of it when people had the conversation, or when it closes. (Handing back a

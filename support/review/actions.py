@@ -7,13 +7,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from support.conversations import broadcast
-from support.conversations.actions import ConversationError, agent_name
+from support.conversations.actions import ConversationError, agent_name, written_text
 from support.conversations.models import Conversation, Message, Owner, Role
 from support.knowledge.models import Article
 from support.permissions import is_agent
@@ -27,13 +26,7 @@ def add_note(conversation_id: uuid.UUID, author: User, text: str) -> Note:
     """An internal note on the conversation, seen by agents only."""
     if not is_agent(author):
         raise ConversationError("not_an_agent", "Only agents write notes.")
-    text = text.strip()
-    if not text:
-        raise ConversationError("empty_text", "The note is empty.")
-    if len(text) > settings.TANDEM_MAX_MESSAGE_CHARS:
-        raise ConversationError(
-            "text_too_long", f"The note is longer than {settings.TANDEM_MAX_MESSAGE_CHARS} characters."
-        )
+    text = written_text(text, "note")
     with transaction.atomic():
         conversation = Conversation.objects.get(pk=conversation_id)
         note = Note.objects.create(conversation=conversation, author=author, text=text)

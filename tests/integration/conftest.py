@@ -342,6 +342,26 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def agent_page(
+    stack: Stack, browser: Any, path: str, user: str = AGENT_USER, password: str = AGENT_PASSWORD, live: bool = True
+) -> Any:
+    """An agent (or admin) logged in, in Chromium, on one of the desk's pages (`live`: one that follows
+    the staff socket, connected before this returns)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(stack.http + "/accounts/login/")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_url("**/review/**")
+    page.goto(stack.http + path)
+    if live:
+        # A selector, not a JavaScript predicate: the page's Content-Security-Policy forbids eval.
+        page.wait_for_selector("body[data-live-connected='true']", state="attached")
+    # Set on this page load only: still there after an update means the page never reloaded.
+    page.evaluate("window.sameLoad = true")
+    return page
+
+
 def csrf_of(page: str) -> str:
     found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
     assert found, "no CSRF token on the page"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import AGENT_PASSWORD, AGENT_USER, ChatClient, Stack
+from tests.integration.conftest import ChatClient, Stack, agent_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -58,22 +58,6 @@ def test_a_customer_who_types_too_fast_is_told_kindly_and_nothing_is_lost(stack:
     assert [text.splitlines()[0] for text in delivered.all_inner_texts()] == questions
     page.locator('.tandem-status[data-state="slow-down"]').wait_for(state="hidden", timeout=15000)
     page.close()
-
-
-def agent_page(stack: Stack, browser, path: str):  # type: ignore[no-untyped-def]
-    """An agent logged in, in Chromium, on one of the desk's pages."""
-    page = browser.new_page()
-    page.goto(stack.http + "/accounts/login/")
-    page.fill("input[name=username]", AGENT_USER)
-    page.fill("input[name=password]", AGENT_PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url("**/review/**")
-    page.goto(stack.http + path)
-    # A selector, not a JavaScript predicate: the page's Content-Security-Policy forbids eval.
-    page.wait_for_selector("body[data-live-connected='true']", state="attached")
-    # Set on this page load only: still there after an update means the page never reloaded.
-    page.evaluate("window.sameLoad = true")
-    return page
 
 
 def test_the_queue_shows_a_new_escalation_without_reloading(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
