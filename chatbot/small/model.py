@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,11 +135,16 @@ def fit(
     base: Encoder | None = None,
     epochs: int | None = None,
     progress: Progress | None = None,
+    calibration: Collection[str] | None = None,
 ) -> Fitted:
     """Train on (text, intent) pairs. With `epochs` > 0 the encoder is fine-tuned (written to
     `workdir/encoder`, its ONNX export beside it) and the thresholds come from a calibration split
     it never saw; with 0 (or no example to spare) the shared encoder stays frozen and out-of-fold
-    predictions choose them."""
+    predictions choose them.
+
+    `calibration`, if given, names the examples (by text) to keep out of fine-tuning and choose the
+    thresholds on, instead of a stratified share of each intent's: e.g. a random sample of traffic,
+    when the other examples are not one (agents' labels of escalated questions are the hard ones)."""
     if len({label for _, label in examples}) < 2:
         raise ValueError("the small model needs examples of at least two intents")
     say = progress or (lambda message: None)
@@ -147,7 +152,13 @@ def fit(
     epochs = settings.TANDEM_SMALL_MODEL_EPOCHS if epochs is None else epochs
     texts = [text for text, _ in examples]
     labels = np.array([label for _, label in examples])
-    held = calibration_split(labels, settings.TANDEM_CALIBRATION_SHARE)
+    if calibration is None:
+        held = calibration_split(labels, settings.TANDEM_CALIBRATION_SHARE)
+    else:
+        chosen = set(calibration)
+        held = np.array([text in chosen for text in texts], dtype=bool)
+        if held.all() or not held.any():
+            raise ValueError("the calibration examples must be some of the examples, not all of them")
     if epochs > 0 and not held.any():
         # Every intent has a single example: nothing could be kept aside to choose the thresholds on,
         # so the encoder stays frozen and out-of-fold predictions choose them.
@@ -157,7 +168,11 @@ def fit(
         say(f"Embedding {len(texts)} examples with {settings.TANDEM_SMALL_MODEL_NAME}")
         embeddings = base.embed(texts, progress=True)
         say("Choosing the router's thresholds from held-out predictions")
-        policy, metrics = choose_policy(embeddings, labels)
+        if calibration is None:
+            policy, metrics = choose_policy(embeddings, labels)
+        else:
+            scores = classifier.held_out_scores(embeddings, labels, held)
+            policy, metrics = policy_from_scores(scores, labels[held], "calibration examples given (5 folds)")
         say("Fitting the classifier on all examples")
         return Fitted(base, classifier.Classifier.fit(embeddings, labels), policy, metrics, None)
 
@@ -224,6 +239,7 @@ def fit_head(
     tuned_on: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
     fine_tune: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    calibration: Collection[str] | None = None,
 ) -> Fitted:
     """A new head (classifier, nearest-example vote, thresholds) for an existing encoder, kept as it is.
 
@@ -231,7 +247,8 @@ def fit_head(
     examples the encoder was not fine-tuned on (`tuned_on(texts, embeddings)` marks those it was; none
     for a frozen encoder): the rows kept aside for calibration when it was fine-tuned and every example
     added since. The rows it was tuned on stay in each fold's training data but are never scored: the
-    encoder has drawn them close to their intent, so their scores would flatter the model."""
+    encoder has drawn them close to their intent, so their scores would flatter the model. With
+    `calibration` (texts), only those of them are scored (see `fit`)."""
     if len({label for _, label in examples}) < 2:
         raise ValueError("the small model needs examples of at least two intents")
     say = progress or (lambda message: None)
@@ -240,23 +257,29 @@ def fit_head(
     say(f"Embedding {len(texts)} examples with the encoder as it is")
     embeddings = encoder.embed(texts, progress=True)
     seen = tuned_on(texts, embeddings) if tuned_on else np.zeros(len(texts), dtype=bool)
-    if seen.all():
+    scored = ~seen
+    if calibration is not None:
+        chosen = set(calibration)
+        scored &= np.array([text in chosen for text in texts], dtype=bool)
+    if not scored.any():
         raise ValueError(
-            "the encoder was fine-tuned on every example: none is left to choose the thresholds on "
-            "(train the model again, or add examples)"
+            "the encoder was fine-tuned on every example (of those given for calibration): none is left to "
+            "choose the thresholds on (train the model again, or add examples)"
         )
-    say(f"Choosing the router's thresholds on {int((~seen).sum())} examples the encoder was not tuned on")
-    if seen.any():
+    say(f"Choosing the router's thresholds on {int(scored.sum())} examples the encoder was not tuned on")
+    if calibration is not None:
+        source = "calibration examples given, the encoder not fine-tuned on them (5 folds)"
+    elif seen.any():
         source = "examples the encoder was not fine-tuned on (5 folds)"
     else:
         source = "held-out training examples (5 folds)"
-    scores = classifier.held_out_scores(embeddings, labels, ~seen)
-    policy, metrics = policy_from_scores(scores, labels[~seen], source)
+    scores = classifier.held_out_scores(embeddings, labels, scored)
+    policy, metrics = policy_from_scores(scores, labels[scored], source)
     say("Fitting the classifier on all examples")
     head = classifier.Classifier.fit(embeddings, labels)
     details = None
     if fine_tune is not None:
-        details = {**fine_tune, "calibration_rows": int((~seen).sum()), "head_refitted": True}
+        details = {**fine_tune, "calibration_rows": int(scored.sum()), "head_refitted": True}
     return Fitted(encoder, head, policy, metrics, details)
 
 
@@ -275,11 +298,12 @@ def refit_head(
     *,
     encoder: Encoder | None = None,
     progress: Progress | None = None,
+    calibration: Collection[str] | None = None,
 ) -> Path:
     """Retrain on (text, intent) pairs without fine-tuning: keep the encoder of the artefact `base` (its
     fine-tuned one, or, for a model trained on the frozen encoder, `encoder` or the shared one), fit a
     new head and thresholds on it (`fit_head`), write a new artefact as `train` does (same files and
-    meta, plus `refit_from`) and make it current. Returns its folder.
+    meta, plus `refit_from`) and make it current. Returns its folder. `calibration`: see `fit_head`.
 
     Seconds where `train` fine-tunes for minutes: for retraining after every batch of new labels (new
     intents included), with a full `train` now and then so the encoder learns from them too. The new
@@ -308,6 +332,7 @@ def refit_head(
             tuned_on=tuned_on,
             fine_tune={**fine_tune, "encoder_from": base_meta["version"]} if fine_tune else None,
             progress=say,
+            calibration=calibration,
         )
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
@@ -336,8 +361,10 @@ def train(
     encoder: Encoder | None = None,
     epochs: int | None = None,
     progress: Progress | None = None,
+    calibration: Collection[str] | None = None,
 ) -> Path:
-    """Train on (text, intent) pairs, write a new artefact and make it current. Returns its folder."""
+    """Train on (text, intent) pairs, write a new artefact and make it current. Returns its folder.
+    `calibration`: see `fit`."""
     say = progress or (lambda message: None)
     directory = Path(directory or settings.TANDEM_SMALL_MODEL_DIR)
     given = len(examples)
@@ -346,7 +373,7 @@ def train(
     started = time.monotonic()
     version, target = _new_artefact(directory)
     try:
-        fitted = fit(examples, target, base=encoder, epochs=epochs, progress=say)
+        fitted = fit(examples, target, base=encoder, epochs=epochs, progress=say, calibration=calibration)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
