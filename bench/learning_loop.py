@@ -228,7 +228,7 @@ def plot(runs: list[tuple[str, list[Round]]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (cover, right, cost) = plt.subplots(1, 3, figsize=(15, 4.4), dpi=110)
+    figure, (cover, right, cost) = plt.subplots(1, 3, figsize=(16, 4.8), dpi=110)
     width = 0.8 / (len(runs) + 1)
     for index, (name, rounds) in enumerate(runs):
         colour = f"C{index}"
@@ -283,12 +283,12 @@ def plot(runs: list[tuple[str, list[Round]]], path: Path, title: str) -> None:
         axes.set_xlabel("agent labels so far (by each point: the round; circled: after a full fine-tune)", fontsize=8)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7, loc="lower right")
-    cost.set_title("Model cost of each round's traffic (TANDEM_PRICES)")
+    cost.set_title("Model cost of each round's traffic")
     cost.set_xlabel("round of traffic")
-    cost.set_ylabel("USD")
+    cost.set_ylabel("USD (TANDEM_PRICES)")
     cost.grid(alpha=0.3, axis="y")
-    cost.set_ylim(0, cost.get_ylim()[1] * 1.3)
-    cost.legend(fontsize=7, loc="upper right", ncol=2)
+    cost.set_ylim(0, cost.get_ylim()[1] * (1.2 + 0.1 * len(runs)))
+    cost.legend(fontsize=6, loc="upper right")
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path)
