@@ -15,6 +15,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -87,13 +88,16 @@ def spawn(run_id: int) -> subprocess.Popen[bytes]:
     """Train in a process of its own (`manage.py train_small_model --run`), so that the worker that
     started it goes on with its other tasks."""
     manage = Path(settings.BASE_DIR) / "manage.py"
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, str(manage), "train_small_model", "--run", str(run_id)],
         cwd=settings.BASE_DIR,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    # Reaped when it ends, so that no finished training lingers as a zombie of the worker.
+    threading.Thread(target=process.wait, name=f"training-run-{run_id}", daemon=True).start()
+    return process
 
 
 def _say(run_id: int, step: str) -> None:
