@@ -24,7 +24,8 @@ class Question:
     """One customer message people answered, and what to ask about it."""
 
     message: Message
-    # (slug, title, why proposed: "draft" or "guess"), best first; the first is pre-selected.
+    # (slug, title, why proposed: "draft", "guess", or "" for the label given), best first; the first is
+    # pre-selected.
     proposals: list[tuple[str, str, str]] = field(default_factory=list)
     label: Label | None = None
 
@@ -60,14 +61,19 @@ def questions(transcript: list[Message]) -> list[Question]:
     }
     found = []
     for message in asked:
+        label = labels.get(message.pk)
         candidates: list[tuple[str, str]] = [(slug, "draft") for slug in grounded.get(message.pk, [])[:1]]
+        if label is not None and label.article:
+            # Labelled already: the label first, and no encoding on every refresh of the page.
+            candidates.insert(0, (label.article, ""))
         if message.intent:
             candidates.append((message.intent, "guess"))
-        with contextlib.suppress(ModelNotTrained):  # no model yet: only what the message recorded
-            candidates += [(a.slug, "guess") for a in prompts.relevant_articles(message.text, PROPOSALS)]
+        if label is None:
+            with contextlib.suppress(ModelNotTrained):  # no model yet: only what the message recorded
+                candidates += [(a.slug, "guess") for a in prompts.relevant_articles(message.text, PROPOSALS)]
         proposals: list[tuple[str, str, str]] = []
         for slug, why in candidates:
             if slug in titles and slug not in {p[0] for p in proposals}:
                 proposals.append((slug, titles[slug], why))
-        found.append(Question(message, proposals[:PROPOSALS], labels.get(message.pk)))
+        found.append(Question(message, proposals[:PROPOSALS], label))
     return found
