@@ -259,6 +259,9 @@ TANDEM_SMALL_MODEL_QUANTIZE = envbool("TANDEM_SMALL_MODEL_QUANTIZE", True)
 # training examples, and stored with it: answer at once only when the classifier is confident enough
 # for answers to reach this accuracy (or, if set instead, to escalate this share of questions)...
 TANDEM_TARGET_ANSWERED_ACCURACY = envfloat("TANDEM_TARGET_ANSWERED_ACCURACY", 0.99, minimum=0.0, maximum=1.0)
+# The accuracy target is met when held-out answers' accuracy reaches it (0), or when its one-sided lower
+# confidence bound at this level does (e.g. 0.9): stricter on few rows, the point estimate on many.
+TANDEM_THRESHOLD_CONFIDENCE = envfloat("TANDEM_THRESHOLD_CONFIDENCE", 0.0, minimum=0.0, maximum=0.999)
 TANDEM_TARGET_ESCALATION_RATE = envoptfloat("TANDEM_TARGET_ESCALATION_RATE", minimum=0.0, maximum=1.0)
 # ...and only when the question resembles the knowledge base: the similarity floor is set so that this
 # share of in-scope questions falls below it (and is escalated as out of scope).

@@ -194,18 +194,41 @@ def risk_coverage(confidences: np.ndarray, correct: np.ndarray, points: int = 20
     return curve
 
 
-def threshold_for_accuracy(confidences: np.ndarray, correct: np.ndarray, target: float) -> float:
+def threshold_for_accuracy(
+    confidences: np.ndarray, correct: np.ndarray, target: float, confidence: float = 0.0
+) -> float:
     """The lowest confidence threshold at which the answered rows are at least `target` accurate.
 
     Answering the most confident rows first, find the largest set whose accuracy meets the target; the
-    threshold is the confidence of its last row (ties answered together).
+    threshold is the confidence of its last row (ties answered together). 1.0 (answer nothing) when no
+    set does.
+
+    With `confidence` 0 the set's accuracy is its point estimate (the share of it that is right), which
+    is optimistic: the lowest threshold that reaches the target on a few hundred rows is where their
+    noise flatters. Above 0 it is the one-sided lower confidence bound at that level instead
+    (`accuracy_lower_bound`): a set qualifies only if its accuracy is at least `target` with that
+    confidence, so small sets need to be more than `target` right.
     """
     order = np.argsort(-confidences, kind="stable")
-    cumulative = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
-    meets = np.flatnonzero(cumulative >= target)
+    hits = np.cumsum(correct[order])
+    answered = np.arange(1, len(order) + 1)
+    accuracy = accuracy_lower_bound(hits, answered, confidence) if confidence > 0 else hits / answered
+    meets = np.flatnonzero(accuracy >= target)
     if len(meets) == 0:
         return 1.0
     return float(confidences[order][meets.max()])
+
+
+def accuracy_lower_bound(hits: np.ndarray, rows: np.ndarray, confidence: float) -> np.ndarray:
+    """The one-sided Clopper–Pearson lower bound on the accuracy of `rows` answers of which `hits` were
+    right: the accuracy is at least this with probability `confidence` (exact, so never too generous)."""
+    from scipy.stats import beta  # scikit-learn's dependency: always installed with it
+
+    hits = np.asarray(hits, dtype=float)
+    rows = np.asarray(rows, dtype=float)
+    with np.errstate(invalid="ignore"):
+        bound = beta.ppf(1 - confidence, hits, rows - hits + 1)
+    return np.where(hits > 0, bound, 0.0)
 
 
 def threshold_for_escalation_rate(confidences: np.ndarray, rate: float) -> float:

@@ -75,8 +75,10 @@ def policy_from_scores(scores: classifier.Scores, labels: np.ndarray, source: st
         chosen_by = f"escalation rate {rate:.0%} on {source}"
     else:
         target = settings.TANDEM_TARGET_ANSWERED_ACCURACY
-        threshold = classifier.threshold_for_accuracy(scores.confidences, correct, target)
-        chosen_by = f"answered accuracy {target:.1%} on {source}"
+        level = settings.TANDEM_THRESHOLD_CONFIDENCE
+        threshold = classifier.threshold_for_accuracy(scores.confidences, correct, target, level)
+        bound = f" ({level:.0%} lower bound)" if level > 0 else ""
+        chosen_by = f"answered accuracy {target:.1%}{bound} on {source}"
     floor = classifier.similarity_floor(scores.similarities, settings.TANDEM_OOS_IN_SCOPE_LOSS)
     answered = (scores.confidences >= threshold) & (scores.similarities >= floor)
     metrics = {

@@ -14,6 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from chatbot.small import classifier
+from chatbot.small import model as small_model
 from support.knowledge import loader
 
 
@@ -23,6 +24,74 @@ def test_the_threshold_is_the_lowest_that_keeps_answers_accurate_enough() -> Non
     assert classifier.threshold_for_accuracy(confidences, correct, 1.0) == 0.8
     assert classifier.threshold_for_accuracy(confidences, correct, 0.8) == 0.6
     assert classifier.threshold_for_accuracy(confidences, np.zeros(6, dtype=bool), 0.9) == 1.0
+
+
+def answered_share(confidences: np.ndarray, correct: np.ndarray, confidence: float) -> float:
+    return float((confidences >= classifier.threshold_for_accuracy(confidences, correct, 0.99, confidence)).mean())
+
+
+def rows_less_accurate_the_less_confident(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose chance of being right falls from 100 % to 96 % with their confidence: the most confident
+    half is 99 % right."""
+    confidences = np.linspace(1.0, 0.5, count, endpoint=False)
+    rank = np.arange(count) / count
+    correct = np.random.default_rng(7).random(count) < 1 - 0.04 * rank
+    return confidences, correct
+
+
+def test_a_lower_confidence_bound_is_stricter_than_the_point_estimate_on_few_rows() -> None:
+    confidences, correct = rows_less_accurate_the_less_confident(1_000)
+    point, bounded = answered_share(confidences, correct, 0.0), answered_share(confidences, correct, 0.9)
+    # The most confident half is 99 % right; on 1,000 rows the point estimate's luck answers far more.
+    assert point > 0.5
+    assert bounded < 0.8 * point
+    # The rows it answers are right often enough that 99 % is within the bound's reach, and no more.
+    threshold = classifier.threshold_for_accuracy(confidences, correct, 0.99, 0.9)
+    answered = confidences >= threshold
+    assert classifier.accuracy_lower_bound(correct[answered].sum(), answered.sum(), 0.9) >= 0.99
+    assert correct[answered].mean() > 0.99
+
+
+def test_a_lower_confidence_bound_approaches_the_point_estimate_on_many_rows() -> None:
+    confidences, correct = rows_less_accurate_the_less_confident(100_000)
+    point, bounded = answered_share(confidences, correct, 0.0), answered_share(confidences, correct, 0.9)
+    assert bounded < point
+    assert bounded > 0.9 * point
+    assert 0.45 < bounded < point < 0.55
+    # The bound itself closes in on the share right as rows accumulate.
+    bounds = classifier.accuracy_lower_bound(np.array([99, 990, 9_900]), np.array([100, 1_000, 10_000]), 0.9)
+    assert list(bounds) == sorted(bounds) and 0.98 < bounds[-1] < 0.99
+
+
+def test_a_lower_confidence_bound_answers_nothing_when_no_threshold_qualifies() -> None:
+    # 50 rows all right: 100 % is the point estimate, but 50 rows cannot show 99 % with 90 % confidence.
+    confidences = np.linspace(0.99, 0.5, 50)
+    correct = np.ones(50, dtype=bool)
+    assert classifier.threshold_for_accuracy(confidences, correct, 0.99) == 0.5
+    assert classifier.threshold_for_accuracy(confidences, correct, 0.99, 0.9) == 1.0
+    assert classifier.threshold_for_accuracy(confidences, np.zeros(50, dtype=bool), 0.5, 0.9) == 1.0
+
+
+def test_a_confidence_level_of_zero_is_the_point_estimate_rule() -> None:
+    confidences, correct = rows_less_accurate_the_less_confident(1_000)
+    order = np.argsort(-confidences, kind="stable")
+    cumulative = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    lowest_meeting = confidences[order][np.flatnonzero(cumulative >= 0.99).max()]
+    assert classifier.threshold_for_accuracy(confidences, correct, 0.99, 0.0) == lowest_meeting
+    assert classifier.threshold_for_accuracy(confidences, correct, 0.99) == lowest_meeting
+
+
+def test_training_says_when_the_threshold_was_chosen_at_a_lower_bound(settings) -> None:
+    confidences, correct = rows_less_accurate_the_less_confident(1_000)
+    labels = np.array(["card-lost"] * len(confidences))
+    scores = classifier.Scores(np.where(correct, "card-lost", "card-arrival"), confidences, np.ones(len(confidences)))
+    settings.TANDEM_THRESHOLD_CONFIDENCE = 0.9
+    bounded, _ = small_model.policy_from_scores(scores, labels, "held-out rows")
+    settings.TANDEM_THRESHOLD_CONFIDENCE = 0.0
+    point, _ = small_model.policy_from_scores(scores, labels, "held-out rows")
+    assert bounded.chosen_by == "answered accuracy 99.0% (90% lower bound) on held-out rows"
+    assert point.chosen_by == "answered accuracy 99.0% on held-out rows"
+    assert bounded.confidence_threshold > point.confidence_threshold
 
 
 def test_the_risk_coverage_curve_answers_the_most_confident_first() -> None:
