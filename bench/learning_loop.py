@@ -3,7 +3,7 @@ label what it escalates.
 
     .venv/bin/python bench/learning_loop.py [--data ../shared/data/banking77] [--start-per-intent 10]
         [--round-size 1000] [--rounds N] [--seed 0] [--full-every 2] [--epochs 4]
-        [--audit-share 0] [--plot bench/learning-loop.png] [--json FILE] [--smoke]
+        [--audit-share 0] [--threshold-confidence 0] [--plot bench/learning-loop.png] [--json FILE] [--smoke]
     .venv/bin/python bench/learning_loop.py --redraw NAME=FILE.json ... --plot bench/learning-loop.png
 
 The knowledge base starts as `--start-per-intent` examples of each of the 77 intents, drawn at random
@@ -118,7 +118,7 @@ class Round:
     calibration_answered_accuracy: float | None
     # The BANKING77 test set.
     coverage: float
-    answered_accuracy: float
+    answered_accuracy: float | None
     accuracy: float
     threshold: float
     cost_usd: float
@@ -238,16 +238,22 @@ def plot(runs: list[tuple[str, list[Round]]], path: Path, title: str) -> None:
             (cover, [row.coverage for row in rounds]),
             (right, [row.answered_accuracy for row in rounds]),
         ):
-            axes.plot(labels, values, marker="o", markersize=4, color=colour, label=name)
+            # A round whose model answered nothing has no answered accuracy: a gap in the curve.
+            axes.plot(
+                labels, [np.nan if value is None else value for value in values], marker="o", markersize=4,
+                color=colour, label=name,
+            )  # fmt: skip
             axes.scatter(
-                [row.labels for row in full],
-                [values[rounds.index(row)] for row in full],
+                [row.labels for row in full if values[rounds.index(row)] is not None],
+                [values[rounds.index(row)] for row in full if values[rounds.index(row)] is not None],
                 s=110,
                 facecolors="none",
                 edgecolors=colour,
                 zorder=3,
             )
             for row, value in zip(rounds, values, strict=True):
+                if value is None:
+                    continue
                 axes.annotate(
                     str(row.round),
                     (row.labels, value),
@@ -317,6 +323,14 @@ def main() -> None:
         help="agents also label this random share of each round's traffic, answered or not, and the "
         "thresholds are chosen on those rows (and the start's calibration rows) only",
     )
+    parser.add_argument(
+        "--threshold-confidence",
+        type=float,
+        default=settings.TANDEM_THRESHOLD_CONFIDENCE,
+        help="TANDEM_THRESHOLD_CONFIDENCE for every training: choose the thresholds where the answered "
+        "calibration rows' accuracy has a lower confidence bound at this level >= the target (0: the point "
+        "estimate)",
+    )
     parser.add_argument("--plot", type=Path, default=Path(__file__).resolve().parent / "learning-loop.png")
     parser.add_argument("--json", type=Path, help="also write the rounds to this file")
     parser.add_argument("--smoke", action="store_true", help="a quick check of the script: 12 intents, small rounds")
@@ -346,6 +360,7 @@ def main() -> None:
         test = [row for row in test if row[1] in kept]
         args.start_per_intent, args.round_size, args.epochs = min(args.start_per_intent, 5), 150, 1
         args.rounds = args.rounds or 3
+    settings.TANDEM_THRESHOLD_CONFIDENCE = args.threshold_confidence
     start, traffic = split(train, args.start_per_intent, args.seed)
     directory = Path(os.environ["TANDEM_DATA_DIR"]) / "learning-loop"
     settings.TANDEM_SMALL_MODEL_DIR = directory
@@ -429,6 +444,7 @@ def main() -> None:
         f"BANKING77 learning loop: {args.start_per_intent} examples per intent to start, rounds of "
         f"{args.round_size}, full fine-tune when the labels grow {args.full_every:g}x, seed {args.seed}"
         + (f", {args.audit_share:.0%} of traffic audited" if args.audit_share else "")
+        + (f", thresholds at a {args.threshold_confidence:.0%} lower bound" if args.threshold_confidence else "")
     )
     print()
     print(table(rounds))
@@ -441,6 +457,8 @@ def main() -> None:
         else f"\nwall time {wall / 60:.1f} min"
     )
     name = f"audit {args.audit_share:.0%}" if args.audit_share else "escalations only"
+    if args.threshold_confidence:
+        name += f", {args.threshold_confidence:.0%} lower bound"
     plot([(name, rounds)], args.plot, title + (" (smoke run)" if args.smoke else ""))
     print(f"curve: {args.plot}")
     result = {
