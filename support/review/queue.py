@@ -13,6 +13,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.http import QueryDict
 
 from chatbot.routes import Destination, Reason
+from support.conversations import search
 from support.conversations.models import Conversation, Message, Owner, Role, Tier
 
 PAGE_SIZE = 25
@@ -120,11 +121,13 @@ def _narrowed(filters: Filters) -> QuerySet[Conversation]:
         conversations = conversations.filter(
             Exists(Message.objects.filter(conversation=OuterRef("pk"), role=Role.CUSTOMER, intent=filters.intent))
         )
-    # Every word somewhere in the conversation's messages (not necessarily in one message).
-    for word in filters.search.split()[:SEARCH_WORDS]:
-        conversations = conversations.filter(
-            Exists(Message.objects.filter(conversation=OuterRef("pk"), text__icontains=word))
-        )
+    # Full-text search: every word (in any of its forms; the last one also as the start of a longer
+    # word, as it may be half typed) somewhere in the conversation's messages, not necessarily in one.
+    searched = search.words(filters.search)[:SEARCH_WORDS]
+    for position, word in enumerate(searched):
+        matching = search.messages_matching(word, prefix=position == len(searched) - 1)
+        if matching is not None:
+            conversations = conversations.filter(Exists(matching.filter(conversation=OuterRef("pk"))))
     return conversations
 
 

@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from support.conversations import search
 from support.conversations.models import Conversation, Message, Owner, Role
 from support.review.queue import PAGE_SIZE
 
@@ -112,6 +114,128 @@ def test_filters_and_search_narrow_the_queue(
 ) -> None:
     ids = {str(c.id): name for name, c in desk.items()}
     assert {ids[i] for i in shown(page(client, query))} == expected
+
+
+def named(desk: dict[str, Conversation], html: str) -> set[str]:
+    ids = {str(c.id): name for name, c in desk.items()}
+    return {ids.get(i, i) for i in shown(html)}
+
+
+@pytest.mark.parametrize("query", ["refunds", "refunded", "Refunding", "refund"])
+def test_search_finds_the_other_forms_of_a_word(desk: dict[str, Conversation], client: Client, query: str) -> None:
+    assert named(desk, page(client, f"q={query}")) == {"mine", "theirs"}
+
+
+def test_search_words_may_be_in_different_messages_of_one_conversation(
+    desk: dict[str, Conversation], client: Client
+) -> None:
+    Message.objects.create(conversation=desk["old"], role=Role.AGENT, text="Which card was it?")
+    Message.objects.create(conversation=desk["old"], role=Role.CUSTOMER, text="The blue one, yesterday")
+    assert named(desk, page(client, "q=yesterday+stolen+blue")) == {"old"}
+    # Every word must be somewhere: one missing from all its messages leaves the conversation out.
+    assert named(desk, page(client, "q=yesterday+stolen+green")) == set()
+
+
+def test_the_last_search_word_may_be_half_typed(desk: dict[str, Conversation], client: Client) -> None:
+    assert named(desk, page(client, "state=all&q=reset+passw")) == {"answered"}
+    # Only the last: a word before it is a whole word.
+    assert named(desk, page(client, "state=all&q=passw+reset")) == set()
+
+
+def test_search_ignores_words_of_punctuation_alone(desk: dict[str, Conversation], client: Client) -> None:
+    assert named(desk, page(client, "q=refund+...+%21%21+--+%22%22")) == {"mine", "theirs"}
+    # Punctuation around or inside a word is only a separator.
+    assert named(desk, page(client, "q=%22refund%22+%28order%29+%231234.")) == {"mine"}
+
+
+def test_a_message_edited_or_deleted_is_searched_as_it_is_now(desk: dict[str, Conversation], client: Client) -> None:
+    message = desk["new"].messages.get()
+    message.text = "my parcel never arrived"
+    message.save()
+    assert named(desk, page(client, "q=parcel")) == {"new"}
+    assert named(desk, page(client, "q=person")) == set()
+    Message.objects.filter(pk=message.pk).update(text="the courier lost it")
+    assert named(desk, page(client, "q=parcel")) == set()
+    assert named(desk, page(client, "q=courier")) == {"new"}
+    # Other columns change without touching what is searched.
+    Message.objects.filter(pk=message.pk).update(intent="delivery")
+    assert named(desk, page(client, "q=courier")) == {"new"}
+    message.delete()
+    assert named(desk, page(client, "q=courier")) == set()
+    # Deleting a conversation takes its messages out of the search as well.
+    desk["mine"].delete()
+    assert named(desk, page(client, "q=refund")) == {"theirs"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"',
+        '"refund',
+        "NOT",
+        "refund NOT sofa",
+        "refund OR sofa",
+        "refund AND",
+        "NEAR(refund sofa)",
+        "*",
+        "refund*",
+        "^refund",
+        "-refund",
+        "a:b",
+        "text:refund",
+        "(",
+        "refund)",
+        "{refund}",
+        "'",
+        "it's",
+        "\\",
+        "!(refund)&|<->",
+        "x" * 2000,
+        "refund " + "y" * 2000,
+        "ünïcödé 退款 émoji 😀",
+        "\x00refund",
+        "%",
+        "_",
+    ],
+)
+def test_search_text_of_any_kind_shows_a_page_not_an_error(
+    desk: dict[str, Conversation], client: Client, text: str
+) -> None:
+    response = client.get("/review/", {"q": text})
+    assert response.status_code == 200
+    assert "Waiting" in response.content.decode()
+
+
+def test_search_text_that_looks_like_query_syntax_is_only_words(desk: dict[str, Conversation], client: Client) -> None:
+    # Were OR or NEAR operators these would find "mine" and "theirs"; they are words no message holds
+    # (or, on PostgreSQL, a stop word left out), so no conversation holds every word.
+    assert named(desk, page(client, "q=refund+OR+sofa")) == set()
+    assert named(desk, page(client, "q=refund+NEAR+sofa")) == set()
+    # A star is not a wildcard (the last word is a prefix anyway).
+    assert named(desk, page(client, "q=refund+pl*")) == {"theirs"}
+    assert named(desk, page(client, "q=ref*+please")) == set()
+
+
+def test_the_full_text_index_is_in_place_after_every_migration(db: None) -> None:
+    """A migration that remakes conversations_message on SQLite drops its triggers; this says so."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'conversations_message'"
+            )
+            assert {name for (name,) in cursor.fetchall()} >= {
+                f"{search.FTS_TABLE}_insert",
+                f"{search.FTS_TABLE}_update",
+                f"{search.FTS_TABLE}_delete",
+            }
+        elif connection.vendor == "postgresql":
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'conversations_message_text_search'")
+            assert "to_tsvector" in cursor.fetchone()[0]
+
+
+def test_search_words_keep_only_those_with_a_letter_or_digit() -> None:
+    assert search.words(' refund -- "order" \x00 1234 ... ü ') == ["refund", '"order"', "1234", "ü"]
+    assert search.messages_matching("?!") is None
 
 
 def test_a_filter_it_does_not_know_is_said_and_ignored(desk: dict[str, Conversation], client: Client) -> None:
