@@ -306,6 +306,13 @@ for _reason in TANDEM_REVIEW_LARGE_ANSWERS:
         )
 # Show the customer the knowledge-base articles a large-model answer was given, as "Sources".
 TANDEM_SHOW_SOURCES = envbool("TANDEM_SHOW_SOURCES", False)
+# Spot checks: this share of the customer messages the small tier answers is sampled (by message id)
+# for agents to check on the desk (/review/checks/). Their labels are random traffic, unlike escalations:
+# they measure the small tier's real accuracy and are what retraining chooses the thresholds on.
+TANDEM_SPOT_CHECK_SHARE = envfloat("TANDEM_SPOT_CHECK_SHARE", 0.05, minimum=0.0, maximum=1.0)
+# Retraining from the desk refits only the small model's head on its fine-tuned encoder (seconds) until
+# the examples have grown this many times since the encoder was last fine-tuned; then it fine-tunes again.
+TANDEM_RETRAIN_FULL_GROWTH = envfloat("TANDEM_RETRAIN_FULL_GROWTH", 2.0, minimum=1.0)
 # The knowledge base's language (ISO 639-1): a message reliably in another one goes to the large model,
 # which is told to answer in the customer's language.
 TANDEM_KB_LANGUAGE = envstr("TANDEM_KB_LANGUAGE", "en").strip().lower()

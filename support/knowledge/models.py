@@ -59,6 +59,10 @@ class TrainingRun(models.Model):
     # was compared.
     version = models.CharField(max_length=64, blank=True)
     compared_with = models.CharField(max_length=64, blank=True)
+    # Asked for a full training (the encoder fine-tuned again) rather than the usual choice.
+    full = models.BooleanField(default=False)
+    # What it did: "head" (a new head on the serving model's fine-tuned encoder) or "full".
+    kind = models.CharField(max_length=8, blank=True)
     examples = models.PositiveIntegerField(default=0)
     labels_used = models.PositiveIntegerField(default=0)
     # {"held_out": n, "candidate": {coverage, answered_accuracy, accuracy}, "current": {...}}

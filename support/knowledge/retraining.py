@@ -7,20 +7,31 @@ One label in HELD_OUT_EVERY (by message id, so it stays held out from run to run
 it is what the candidate and the current model are compared on. Labels for "new topic" and "not a
 support question" train nothing (no article answers them) but count in the comparison as questions the
 small model should not answer.
+
+A run refits only the head (classifier, nearest-example vote, thresholds) on the serving model's
+fine-tuned encoder, in seconds, until the examples have grown TANDEM_RETRAIN_FULL_GROWTH times since that
+encoder was fine-tuned; then (or when the admin asks) it fine-tunes again, in minutes. Once agents have
+spot-checked some of the small tier's answers (support/review/checks.py), the thresholds are chosen on
+those checks and the knowledge base's own calibration rows only, never on escalations: agents' labels of
+escalated messages are the ones the model was unsure of, and never its confident mistakes, so as they
+pile up they stop looking like traffic (bench/learning_loop.py --audit-share shows the difference).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -28,6 +39,7 @@ from django.utils import timezone
 
 from chatbot.small import model as small_model
 from chatbot.small import versions
+from chatbot.smalltalk import with_small_talk
 from support.conversations.actions import ConversationError
 from support.knowledge.loader import training_examples
 from support.knowledge.models import Article, TrainingRun, TrainingState
@@ -62,13 +74,65 @@ def labelled_rows() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return train, held
 
 
+def spot_checked() -> set[str]:
+    """The texts of spot-checked messages among the training rows (an article answers them)."""
+    return {
+        text
+        for message_id, text in Label.objects.filter(spot_check=True, kind=LabelKind.ARTICLE).values_list(
+            "message_id", "message__text"
+        )
+        if message_id % HELD_OUT_EVERY != 0
+    }
+
+
+def held_out_spot_checks() -> list[tuple[str, str]]:
+    """The held-out labels given in spot checks (random traffic): (text, article slug or "")."""
+    return [
+        (text, article if kind == LabelKind.ARTICLE else "")
+        for message_id, text, kind, article in Label.objects.filter(spot_check=True)
+        .order_by("message_id")
+        .values_list("message_id", "message__text", "kind", "article")
+        if message_id % HELD_OUT_EVERY == 0
+    ]
+
+
+def calibration_rows(knowledge_base: list[tuple[str, str]], examples: list[tuple[str, str]]) -> set[str] | None:
+    """The texts to choose the router's thresholds on: the spot checks among `examples` and the rows of
+    the knowledge base a training keeps aside (the same split); None (training's own choice) until
+    agents have spot-checked an answer."""
+    given = {text for text, _ in examples}
+    checked = spot_checked() & given
+    if not checked:
+        return None
+    base = with_small_talk(knowledge_base)
+    held = small_model.calibration_split(np.array([label for _, label in base]), settings.TANDEM_CALIBRATION_SHARE)
+    return checked | {text for (text, _), keep in zip(base, held, strict=True) if keep}
+
+
+def refit_base(examples: list[tuple[str, str]], directory: Path) -> Path | None:
+    """The serving model, when a head refit on its fine-tuned encoder is enough for these examples;
+    None when a full training is due: no model, an encoder never fine-tuned (a frozen encoder's model is
+    all head; or one trained before refits recorded what it was tuned on), or examples grown
+    TANDEM_RETRAIN_FULL_GROWTH times since."""
+    version = small_model.current_version(directory)
+    if version is None:
+        return None
+    record = directory / version / "encoder" / small_model.TUNED_ON_FILE
+    if not record.exists():
+        return None
+    tuned = len(json.loads(record.read_text())["texts"])
+    if len(with_small_talk(examples)) >= settings.TANDEM_RETRAIN_FULL_GROWTH * tuned:
+        return None
+    return directory / version
+
+
 def _admin(user: User) -> None:
     if not is_admin(user):
         raise ConversationError("not_an_admin", "Only an admin retrains the small model.")
 
 
-def start(admin: User) -> TrainingRun:
-    """Queue a retraining (one at a time)."""
+def start(admin: User, full: bool = False) -> TrainingRun:
+    """Queue a retraining (one at a time); `full` fine-tunes the encoder again whatever the data."""
     from support.knowledge.tasks import train_candidate
 
     _admin(admin)
@@ -79,7 +143,7 @@ def start(admin: User) -> TrainingRun:
         )
         if busy.exists():
             raise ConversationError("training_busy", "A training is already running: wait for it to finish.")
-        run = TrainingRun.objects.create(started_by=admin)
+        run = TrainingRun.objects.create(started_by=admin, full=full)
         transaction.on_commit(lambda: train_candidate.delay(run.pk), robust=True)
     return run
 
@@ -120,14 +184,29 @@ def run(run_id: int, progress: Progress | None = None) -> TrainingRun:
 
     directory = Path(settings.TANDEM_SMALL_MODEL_DIR)
     staging = directory / f".training-{run_id}"
+    full = TrainingRun.objects.filter(pk=run_id).values_list("full", flat=True).get()
+    began = time.monotonic()
     try:
         train, held = labelled_rows()
-        examples = training_examples() + train
-        say(f"Training on {len(examples)} examples ({len(train)} from agents' labels)")
-        folder = small_model.train(examples, staging, progress=say)
+        knowledge_base = training_examples()
+        examples = knowledge_base + train
+        calibration = calibration_rows(knowledge_base, examples)
+        chosen_on = f"thresholds on {len(calibration)} spot-checked and calibration rows" if calibration else ""
+        base = None if full else refit_base(examples, directory)
+        if base is not None:
+            kind = "head"
+            say(f"Refitting the head on {base.name}'s encoder: {len(examples)} examples ({len(train)} from labels)")
+            folder = small_model.refit_head(examples, base, staging, progress=say, calibration=calibration)
+        else:
+            kind = "full"
+            say(f"Training on {len(examples)} examples ({len(train)} from agents' labels)")
+            folder = small_model.train(examples, staging, progress=say, calibration=calibration)
+        if chosen_on:
+            say(chosen_on)
         version = versions.adopt(folder, directory)
         say("Comparing with the model serving now")
         figures = compare(version, held, directory)
+        figures["seconds"] = round(time.monotonic() - began, 1)
     except Exception as error:  # noqa: BLE001 - whatever failed, the run says so and the model serving stays
         logger.exception("Training run %s failed", run_id)
         TrainingRun.objects.filter(pk=run_id).update(
@@ -140,6 +219,7 @@ def run(run_id: int, progress: Progress | None = None) -> TrainingRun:
         state=TrainingState.TRAINED,
         finished_at=timezone.now(),
         version=version,
+        kind=kind,
         compared_with=figures["current_version"] or "",
         examples=len(examples),
         labels_used=len(train),
@@ -163,10 +243,19 @@ def compare(version: str, held: list[tuple[str, str]], directory: Path) -> dict[
         "candidate_training": candidate.meta.get("metrics", {}),
         "current": None,
     }
+    checks = held_out_spot_checks()
+    current = None
     if current_version and current_version != version:
         current = small_model.SmallModel(directory / current_version)
         figures["current"] = versions.score_labelled(current, held)
         figures["current_training"] = current.meta.get("metrics", {})
+    if checks:
+        # Random traffic, unlike the escalations among the held-out labels: the figures to trust most.
+        figures["spot_checks"] = {
+            "rows": len(checks),
+            "candidate": versions.score_labelled(candidate, checks),
+            "current": versions.score_labelled(current, checks) if current else None,
+        }
     return figures
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +17,7 @@ from support.conversations.actions import ConversationError
 from support.knowledge import retraining, topics
 from support.knowledge.models import TrainingRun, TrainingState
 from support.permissions import admin_required
+from support.review import checks
 from support.review.models import Label
 
 RUNS_SHOWN = 10
@@ -31,6 +33,9 @@ def model_page(request: HttpRequest) -> HttpResponse:
         "runs": runs,
         "busy": any(run.state in (TrainingState.QUEUED, TrainingState.RUNNING) for run in runs),
         "labels": Label.objects.count(),
+        "spot": checks.accuracy(),
+        "share_percent": f"{settings.TANDEM_SPOT_CHECK_SHARE * 100:g}",
+        "growth": settings.TANDEM_RETRAIN_FULL_GROWTH,
         "labels_for_training": len(train),
         "labels_held_out": len(held),
         "topics": topics.new_topics() if request.GET.get("partial") != "live" else [],
@@ -61,7 +66,7 @@ def _run_id(request: HttpRequest) -> int:
 
 
 def _train(request: HttpRequest, admin: User) -> str:
-    run = retraining.start(admin)
+    run = retraining.start(admin, full=request.POST.get("full") == "1")
     return f"Training run {run.pk} queued: this page shows its progress."
 
 

@@ -16,6 +16,7 @@ from support.conversations.actions import ConversationError, agent_name, written
 from support.conversations.models import Conversation, Message, Owner, Role
 from support.knowledge.models import Article
 from support.permissions import is_agent
+from support.review import checks
 from support.review.models import Label, LabelKind, Note, Presence
 
 # An agent whose desk page has not pinged for this long is shown offline (the page pings every 30 s).
@@ -69,9 +70,12 @@ def online_agents() -> list[User]:
     return list(online_agents_query().order_by("first_name", "username"))
 
 
-def label_message(message_id: int, agent: User, kind: str, article: str = "", proposed: str = "") -> Label:
+def label_message(
+    message_id: int, agent: User, kind: str, article: str = "", proposed: str = "", *, spot_check: bool = False
+) -> Label:
     """Record what a customer's message was about (an article, a new topic, or not a support question),
-    given by `agent` now; a message labelled before gets the new label."""
+    given by `agent` now; a message labelled before gets the new label. `spot_check`: given in a check
+    of a small-tier answer (the message must be in the sample, support/review/checks.py)."""
     if not is_agent(agent):
         raise ConversationError("not_an_agent", "Only agents label messages.")
     if kind not in LabelKind.values:
@@ -82,13 +86,16 @@ def label_message(message_id: int, agent: User, kind: str, article: str = "", pr
     message = Message.objects.filter(pk=message_id, role=Role.CUSTOMER).first()
     if message is None:
         raise ConversationError("no_such_message", "There is no such customer message.")
+    if spot_check and not checks.is_sampled(message):
+        raise ConversationError("not_a_spot_check", "That message is not one of the small tier's answers to check.")
     with transaction.atomic():
         label, _ = Label.objects.update_or_create(
             message=message,
             defaults={
                 "kind": kind,
                 "article": article,
-                "proposed": proposed if proposed in ("draft", "guess") else "",
+                "proposed": proposed if proposed in ("draft", "guess", "answer") else "",
+                "spot_check": spot_check,
                 "given_by": agent,
                 "given_at": timezone.now(),
             },

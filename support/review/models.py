@@ -50,8 +50,12 @@ class Label(models.Model):
     # The article's slug (kept as text: a label outlives an article deleted later).
     article = models.CharField(max_length=100, blank=True)
     # What the desk had pre-selected: "draft" (the article a sent draft was grounded on), "guess" (the
-    # small model's), or "" (the agent chose another).
+    # small model's), "answer" (the article the small tier answered with, in a spot check), or "" (the
+    # agent chose another).
     proposed = models.CharField(max_length=16, blank=True)
+    # Given in a spot check of a small-tier answer (support/review/checks.py): a random sample of
+    # traffic, where other labels are of the messages the small model escalated.
+    spot_check = models.BooleanField(default=False)
     given_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     given_at = models.DateTimeField(db_index=True)
 

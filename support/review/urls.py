@@ -5,6 +5,8 @@ from support.review import views
 urlpatterns = [
     path("", views.queue, name="review-queue"),
     path("snippets/", views.snippets, name="review-snippets"),
+    path("checks/", views.spot_checks, name="review-checks"),
+    path("checks/label/", views.check, name="review-check"),
     path("<uuid:conversation_id>/", views.detail, name="review-detail"),
     path("<uuid:conversation_id>/reply/", views.reply, name="review-reply"),
     path("<uuid:conversation_id>/take-over/", views.take_over, name="review-take-over"),

@@ -21,6 +21,7 @@ from support.conversations.models import Conversation, Message, Owner, ReviewSta
 from support.knowledge.models import Article
 from support.permissions import ROLE_GROUPS, admin_required, agent_required, is_admin, is_agent
 from support.review import actions as review_actions
+from support.review import checks as review_checks
 from support.review import labels as review_labels
 from support.review import queue as review_queue
 from support.review.models import CannedReply, LabelKind, Note
@@ -41,8 +42,10 @@ def queue(request: HttpRequest) -> HttpResponse:
         "now": timezone.now(),
         "online": review_actions.online_agents(),
     }
-    template = "review/_queue_live.html" if request.GET.get("partial") == "live" else "review/queue.html"
-    return render(request, template, context)
+    if request.GET.get("partial") == "live":
+        return render(request, "review/_queue_live.html", context)
+    context["spot_checks_waiting"] = review_checks.waiting().count()
+    return render(request, "review/queue.html", context)
 
 
 SNIPPETS = 10
@@ -188,25 +191,71 @@ def _note(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
     return "Note added (agents only: the customer never sees it)."
 
 
-def _label(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
-    choice = request.POST.get("choice", "")
+def _labelled_message(request: HttpRequest) -> int:
     try:
-        message_id = int(request.POST.get("message", ""))
+        return int(request.POST.get("message", ""))
     except ValueError:
         raise actions.ConversationError("no_such_message", "There is no such customer message.") from None
-    if not Message.objects.filter(pk=message_id, conversation_id=conversation_id).exists():
-        raise actions.ConversationError("no_such_message", "There is no such customer message.")
-    proposed = ""
-    kind: str
+
+
+def _label_choice(request: HttpRequest) -> tuple[str, str, str]:
+    """(kind, article, what was proposed) from a label form's `choice` ("article:<slug>:<why>", "other"
+    with `other_article`, "new_topic" or "not_support")."""
+    choice = request.POST.get("choice", "")
     if choice.startswith("article:"):
         _, article, proposed = (choice.split(":", 2) + [""])[:3]
-        kind = LabelKind.ARTICLE
-    elif choice == "other":
-        kind, article = LabelKind.ARTICLE, request.POST.get("other_article", "")
-    else:
-        kind, article = choice, ""
-    label = review_actions.label_message(message_id, agent, kind, article, proposed)
+        return LabelKind.ARTICLE, article, proposed
+    if choice == "other":
+        return LabelKind.ARTICLE, request.POST.get("other_article", ""), ""
+    return choice, "", ""
+
+
+def _label(request: HttpRequest, agent: User, conversation_id: uuid.UUID) -> str:
+    message_id = _labelled_message(request)
+    if not Message.objects.filter(pk=message_id, conversation_id=conversation_id).exists():
+        raise actions.ConversationError("no_such_message", "There is no such customer message.")
+    label = review_actions.label_message(message_id, agent, *_label_choice(request))
     return f"Labelled: {label.article or label.get_kind_display()}. Thank you — the next training uses it."
+
+
+@agent_required
+def spot_checks(request: HttpRequest) -> HttpResponse:
+    """A random sample of the small tier's answers for agents to check, and what the checks found."""
+    waiting = list(review_checks.waiting().select_related("conversation")[: review_checks.PAGE_SIZE])
+    sent: dict[int, list[str]] = {}
+    for answer in Message.objects.filter(reply_to__in=waiting, tier=Tier.SMALL).order_by("id"):
+        assert answer.reply_to_id is not None
+        sent.setdefault(answer.reply_to_id, []).append(answer.text)
+    titles = dict(Article.objects.values_list("slug", "title"))
+    context = {
+        "checks": [
+            (message, titles.get(message.intent, message.intent), sent.get(message.pk, [])) for message in waiting
+        ],
+        "waiting": review_checks.waiting().count(),
+        "accuracy": review_checks.accuracy(),
+        "share": settings.TANDEM_SPOT_CHECK_SHARE,
+        "share_percent": f"{settings.TANDEM_SPOT_CHECK_SHARE * 100:g}",
+        "all_articles": sorted(((slug, title) for slug, title in titles.items()), key=lambda item: item[1]),
+    }
+    return render(request, "review/checks.html", context)
+
+
+@agent_required
+@require_POST
+def check(request: HttpRequest) -> HttpResponse:
+    """An agent's verdict on one sampled answer: the article that answers the question (the one sent,
+    pre-selected, or another), a new topic, or not a support question."""
+    assert isinstance(request.user, User)
+    try:
+        label = review_actions.label_message(
+            _labelled_message(request), request.user, *_label_choice(request), spot_check=True
+        )
+    except actions.ConversationError as error:
+        messages.error(request, error.message)
+    else:
+        verdict = "right" if label.article and label.article == label.message.intent else "wrong"
+        messages.success(request, f"Checked: the answer was {verdict}. Thank you — this measures the small tier.")
+    return redirect("review-checks")
 
 
 reply = _agent_action(_reply)

@@ -44,8 +44,9 @@ def admin_site(group_admin: str, admin: str) -> dict[str, str]:
 
 
 AXES_MODELS = ("accessattempt", "accesslog", "accessfailurelog")
-# Tandem's own models in the admin site (admins keep canned replies there).
+# Tandem's own models in the admin site, kept by admins (the Admins group, not model permissions).
 TANDEM_MODELS = ("review_cannedreply",)
+TANDEM_MODEL_PAGES = {**ADMIN_MODELS, "group admin": OPEN}
 
 RULES: dict[str, dict[str, str]] = {
     "demo": EVERYONE,
@@ -65,6 +66,8 @@ RULES: dict[str, dict[str, str]] = {
     "small-model-roll-back": ADMINS_ONLY,
     "small-model-new-article": ADMINS_ONLY,
     "review-snippets": AGENTS_ONLY,
+    "review-checks": AGENTS_ONLY,
+    "review-check": AGENTS_ONLY,
     "review-label": AGENTS_ONLY,
     "review-draft-approve": AGENTS_ONLY,
     "review-draft-send-edited": AGENTS_ONLY,
@@ -114,7 +117,7 @@ RULES: dict[str, dict[str, str]] = {
     **{f"admin:axes_{model}_add": {**ADMIN_MODELS, "admin": DENIED} for model in AXES_MODELS},
     **{f"admin/axes/{model}/<path:object_id>/": ADMIN_INDEX for model in AXES_MODELS},
     **{
-        f"admin:{model}_{view}": ADMIN_MODELS
+        f"admin:{model}_{view}": TANDEM_MODEL_PAGES
         for model in TANDEM_MODELS
         for view in ("changelist", "add", "history", "delete", "change")
     },
