@@ -129,6 +129,8 @@ def stack_env(data_dir: Path, redis_url: str, trained_model_dir: Path, **setting
         "TANDEM_CLIENT_IP_HEADER": "X-Forwarded-For",
         # A customer's website that embeds the chat.
         "TANDEM_WIDGET_ORIGINS": WIDGET_ORIGIN,
+        # Every answer the small tier sends waits for a spot check (the desk's browser test gives one).
+        "TANDEM_SPOT_CHECK_SHARE": "1",
         **settings,
     }
     env.pop("DATABASE_URL", None)

@@ -167,6 +167,28 @@ def test_an_agent_sends_an_edited_draft_and_rejects_another(
     alex.close()
 
 
+def test_an_agent_spot_checks_an_answer_the_small_tier_sent_with_one_click(
+    stack: Stack, browser: Any, people: None, customers: list[ChatClient]
+) -> None:
+    customer = customers[0]
+    question = "How do I reset my password?"
+    customer.ask("c1", question)
+    customer.wait_for(lambda frame: frame["type"] == "answer")
+    page = agent_page(stack, browser, "/review/checks/", live=False)
+    try:
+        check = page.locator("[data-check]", has_text=question).first
+        check.wait_for(timeout=15000)
+        message_id = check.get_attribute("data-check")
+        assert "Right:" in check.inner_text()
+        page.screenshot(path=str(stack.logs / "spot-checks.png"), full_page=True)
+        check.locator("[data-confirm-check]").click()
+        page.wait_for_selector("text=the answer was right")
+        assert page.locator(f"[data-check='{message_id}']").count() == 0
+        assert page.inner_text("#checks-right").strip().endswith("%")
+    finally:
+        page.close()
+
+
 def test_an_admin_retrains_compares_and_promotes_a_model_in_the_browser(
     stack: Stack, browser: Any, people: None
 ) -> None:
