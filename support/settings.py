@@ -371,6 +371,8 @@ CELERY_WORKER_CONCURRENCY = TANDEM_LLM_CONCURRENCY
 TANDEM_LLM_FIRST_TOKEN_SECONDS = envint("TANDEM_LLM_FIRST_TOKEN_SECONDS", 30, minimum=0)
 # How often the sweeps look for late and lost large-model jobs (Celery beat).
 TANDEM_LLM_SWEEP_SECONDS = envfloat("TANDEM_LLM_SWEEP_SECONDS", 5.0, minimum=0.5)
+# The console's rollups: stale hours rebuilt every minute (the console also rebuilds before it reads).
+CELERY_BEAT_SCHEDULE["refresh-rollups"] = {"task": "support.analytics.tasks.refresh_rollups", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["sweep-large-jobs"] = {
     "task": "support.conversations.tasks.sweep_large_jobs",
     "schedule": TANDEM_LLM_SWEEP_SECONDS,

@@ -1,7 +1,9 @@
-"""Traffic, tier mix, escalations and costs over a date range, aggregated in the database.
+"""Traffic, tier mix, escalations and costs over a date range, and over time, from the rollups
+(support/analytics/rollups.py).
 
 Dates are calendar days in settings.TIME_ZONE, both ends inclusive: a range covers
-[date_from 00:00, date_to + 1 day 00:00) in that zone. A message counts on the day it was created.
+[date_from 00:00, date_to + 1 day 00:00) in that zone. A customer message counts on the day it was
+created, and so does everything that became of it (its answers and their cost, even if they came later).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from chatbot import costs
-from support.conversations.models import Message, Role, Tier
+from support.analytics import rollups
+from support.analytics.models import HourRollup
+from support.conversations.models import Message, Tier
 
 DEFAULT_DAYS = 30
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -67,73 +70,104 @@ def _share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def compute_stats(date_from: date, date_to: date) -> dict[str, Any]:
-    """Counts, tier shares, escalations and costs of messages created between the two dates (inclusive).
-
-    `baseline_all_large_usd`: see BASELINE_METHOD. `savings_usd` is that baseline minus the real total.
-    """
-    start, end = day_bounds(date_from, date_to)
-    in_range = Q(created_at__gte=start, created_at__lt=end)
-    customer = Message.objects.filter(in_range, role=Role.CUSTOMER)
-    answers = Message.objects.filter(in_range, role__in=(Role.BOT, Role.AGENT))
-
-    counts = customer.aggregate(messages=Count("id"), escalated=Count("id", filter=~Q(escalation_reason="")))
-    messages: int = counts["messages"]
-    by_tier = answers.aggregate(
-        **{f"n_{t}": Count("id", filter=Q(tier=t, delivered=True)) for t in (Tier.LARGE, Tier.AGENT)},
-        # A multi-part message gets one small answer per part: it counts once, as one message answered.
-        **{f"n_{Tier.SMALL}": Count("reply_to", distinct=True, filter=Q(tier=Tier.SMALL, delivered=True))},
-        # Undelivered drafts count in cost: the model ran and was paid for.
-        **{f"usd_{t}": Sum("cost_usd", filter=Q(tier=t)) for t in (Tier.SMALL, Tier.LARGE)},
+def _large_model() -> str:
+    latest = (
+        Message.objects.filter(tier=Tier.LARGE)
+        .exclude(model_name="")
+        .order_by("-created_at", "-id")
+        .values_list("model_name", flat=True)
+        .first()
     )
-    answered = {str(t): by_tier[f"n_{t}"] for t in _TIERS}
+    return str(latest or getattr(settings, "TANDEM_LLM_MODEL_NAME", "SmolLM2-135M-Instruct"))
+
+
+def baseline_per_message(large_answers: list[int]) -> tuple[Decimal, str]:
+    """(the cost of one customer message the large model did not answer, had it answered it; the model
+    priced): see BASELINE_METHOD. `large_answers`: [count, input tokens, output tokens] in the range."""
+    model = _large_model()
+    count, tokens_in, tokens_out = large_answers
+    if not count:
+        rollups.refresh_all()
+        every: dict[str, Any] = {}
+        for figures in HourRollup.objects.values_list("figures", flat=True):
+            rollups.add(every, {"large_answers": figures.get("large_answers", [0, 0, 0])})
+        count, tokens_in, tokens_out = every.get("large_answers", [0, 0, 0])
+    if count:
+        return costs.cost_usd(model, tokens_in, tokens_out) / count, model
+    tokens_in = int(getattr(settings, "TANDEM_BASELINE_INPUT_TOKENS", 600))
+    tokens_out = int(getattr(settings, "TANDEM_BASELINE_OUTPUT_TOKENS", 120))
+    return costs.cost_usd(model, tokens_in, tokens_out), model
+
+
+def summary(figures: dict[str, Any], per_message: Decimal) -> dict[str, Any]:
+    """The console's figures for one sum of rollups (a range, an hour or a day)."""
+    messages: int = figures.get("messages", 0)
+    answered = {str(tier): figures.get("answered", {}).get(str(tier), 0) for tier in _TIERS}
     delivered = sum(answered.values())
-    small_usd = by_tier["usd_small"] or Decimal(0)
-    large_usd = by_tier["usd_large"] or Decimal(0)
-    total_usd = small_usd + large_usd  # agents' replies use no model tokens
-    reasons = (
-        customer.exclude(escalation_reason="")
-        .values("escalation_reason")
-        .annotate(n=Count("id"))
-        .order_by("-n", "escalation_reason")
-    )
-    baseline, large_model = _baseline_all_large(customer, messages, in_range)
-
+    cost = {tier: Decimal(figures.get("cost_usd", {}).get(tier, "0")) for tier in ("small", "large")}
+    total_usd = cost["small"] + cost["large"]  # agents' replies use no model tokens
+    reasons = sorted(figures.get("escalations", {}).items(), key=lambda item: (-item[1], item[0]))
+    large_count = figures.get("large_answers", [0, 0, 0])[0]
+    # Customer messages the large model answered count at their real cost; the others at the estimate.
+    baseline = cost["large"] + per_message * max(messages - large_count, 0)
+    started, with_people = figures.get("conversations", [0, 0])
+    destinations = {name: figures.get("destinations", {}).get(name, 0) for name in rollups.DESTINATIONS}
     return {
-        "from": date_from.isoformat(),
-        "to": date_to.isoformat(),
         "messages": messages,
         "answered": answered,
         "share_answered": {tier: _share(n, delivered) for tier, n in answered.items()},
-        "escalation_rate": _share(counts["escalated"], messages),
-        "escalations_by_reason": {row["escalation_reason"]: row["n"] for row in reasons},
-        "cost_usd": {"small": _usd(small_usd), "large": _usd(large_usd), "total": _usd(total_usd)},
+        "destinations": destinations,
+        "share_destinations": {name: _share(n, messages) for name, n in destinations.items()},
+        "escalation_rate": _share(sum(n for _, n in reasons), messages),
+        "escalations_by_reason": dict(reasons),
+        "cost_usd": {"small": _usd(cost["small"]), "large": _usd(cost["large"]), "total": _usd(total_usd)},
         "baseline_all_large_usd": _usd(baseline),
         "savings_usd": _usd(baseline - total_usd),
+        "conversations": {"started": started, "with_people": with_people, "bot_only": started - with_people},
+    }
+
+
+def compute_stats(date_from: date, date_to: date) -> dict[str, Any]:
+    """Counts, tier shares, escalations and costs of the customer messages created between the two
+    dates (inclusive), and of what became of them (their answers, whenever they came).
+
+    `baseline_all_large_usd`: see BASELINE_METHOD. `savings_usd` is that baseline minus the real total.
+    """
+    total: dict[str, Any] = {}
+    for row in rollups.hours(date_from, date_to):
+        rollups.add(total, row.figures)
+    per_message, large_model = baseline_per_message(total.get("large_answers", [0, 0, 0]))
+    return {
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        **summary(total, per_message),
         "large_model": large_model,
     }
 
 
-def _baseline_all_large(customer: QuerySet[Message], messages: int, in_range: Q) -> tuple[Decimal, str]:
-    """(baseline cost, model priced): see BASELINE_METHOD."""
-    large = Message.objects.filter(tier=Tier.LARGE)
-    real = large.filter(reply_to__in=customer).aggregate(n=Count("id"), usd=Sum("cost_usd"))
-    others = messages - real["n"]  # one large answer per customer message at most (a constraint)
-
-    latest = large.exclude(model_name="").order_by("-created_at", "-id").values_list("model_name", flat=True).first()
-    model = str(latest or getattr(settings, "TANDEM_LLM_MODEL_NAME", "SmolLM2-135M-Instruct"))
-
-    # Token totals and a count rather than Avg, so others × mean stays exact integer/Decimal arithmetic.
-    tokens = {"n": Count("id"), "tokens_in": Sum("input_tokens"), "tokens_out": Sum("output_tokens")}
-    observed = large.filter(in_range).aggregate(**tokens)
-    if not observed["n"]:
-        observed = large.aggregate(**tokens)
-    if observed["n"]:
-        estimate = (
-            costs.cost_usd(model, others * observed["tokens_in"], others * observed["tokens_out"]) / observed["n"]
-        )
+def series(date_from: date, date_to: date, step: str) -> list[dict[str, Any]]:
+    """The same figures per hour or per day ("hour" / "day", in settings.TIME_ZONE) over the range,
+    every bucket present (zeros where nothing happened). The baseline's estimate per message is the
+    range's, so the buckets' baselines add up to the range's."""
+    rows = rollups.hours(date_from, date_to)
+    total: dict[str, Any] = {}
+    for row in rows:
+        rollups.add(total, {"large_answers": row.figures.get("large_answers", [0, 0, 0])})
+    per_message, _ = baseline_per_message(total.get("large_answers", [0, 0, 0]))
+    buckets: dict[str, dict[str, Any]] = {}
+    if step == "hour":
+        first, end = rollups.day_hours(date_from)[0], rollups.day_hours(date_to)[1]
+        hour = first
+        while hour < end:
+            buckets[timezone.localtime(hour).strftime("%Y-%m-%d %H:00")] = {}
+            hour += rollups.HOUR
+        for row in rows:
+            rollups.add(buckets[timezone.localtime(row.hour).strftime("%Y-%m-%d %H:00")], row.figures)
     else:
-        tokens_in = int(getattr(settings, "TANDEM_BASELINE_INPUT_TOKENS", 600))
-        tokens_out = int(getattr(settings, "TANDEM_BASELINE_OUTPUT_TOKENS", 120))
-        estimate = costs.cost_usd(model, others * tokens_in, others * tokens_out)
-    return (real["usd"] or Decimal(0)) + estimate, model
+        day = date_from
+        while day <= date_to:
+            buckets[day.isoformat()] = {}
+            day += timedelta(days=1)
+        for row in rows:
+            rollups.add(buckets[rollups.local_day(row.hour).isoformat()], row.figures)
+    return [{"start": start, **summary(figures, per_message)} for start, figures in buckets.items()]

@@ -13,6 +13,7 @@ from django.utils.text import slugify
 
 from chatbot.small import topics
 from chatbot.small.model import ModelNotTrained, get_small_model
+from support.analytics import rollups
 from support.conversations.actions import ConversationError
 from support.knowledge.models import Article, Phrasing
 from support.permissions import is_admin
@@ -65,6 +66,8 @@ def article_from_topic(admin: User, message_ids: list[int], title: str, answer: 
             Label.objects.filter(pk__in=[label.pk for label in labels]).update(
                 kind=LabelKind.ARTICLE, article=slug, given_by=admin, given_at=timezone.now(), proposed=""
             )
+            # A bulk update sends no signal: the console's rollups of those messages are stale now.
+            rollups.mark_messages(label.message_id for label in labels)
     except IntegrityError:
         raise ConversationError("slug_taken", f"An article {slug!r} exists already: choose another name.") from None
     return article

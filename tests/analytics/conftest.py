@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from support.analytics import rollups
 from support.conversations.models import Conversation, Message, Role, Tier
 
 _ids = itertools.count(1)
@@ -28,6 +29,8 @@ def make(conversation: Conversation, when: datetime, role: str, **fields: Any) -
     fields["cost_usd"] = Decimal(fields.get("cost_usd", 0))
     message = Message.objects.create(conversation=conversation, role=role, text=fields.pop("text", "…"), **fields)
     Message.objects.filter(pk=message.pk).update(created_at=when)
+    # A bulk update bypasses the signals that keep the console's rollups right: say so, as the seed does.
+    rollups.mark_messages([message.pk])
     message.refresh_from_db()
     return message
 
@@ -60,13 +63,15 @@ def traffic(db: None, prices: None) -> None:
     m6      out_of_scope, still unanswered
     """
     c = Conversation.objects.create()
-    m1 = make(c, at(10, 0, 0, 0), Role.CUSTOMER)  # first instant of the range
+    Conversation.objects.filter(pk=c.pk).update(created_at=at(10, 0, 0, 0))
+    rollups.mark([at(10, 0, 0, 0)])
+    m1 = make(c, at(10, 0, 0, 0), Role.CUSTOMER, destination="small")  # first instant of the range
     answer(m1, at(10, 0, 0, 1), Tier.SMALL, model_name="all-MiniLM-L6-v2", input_tokens=2, cost_usd="0.00001")
-    m2 = make(c, at(11), Role.CUSTOMER)
+    m2 = make(c, at(11), Role.CUSTOMER, destination="small")
     answer(m2, at(11, 12, 0, 1), Tier.SMALL, model_name="all-MiniLM-L6-v2", input_tokens=4, cost_usd="0.00002")
-    m3 = make(c, at(11, 13), Role.CUSTOMER, escalation_reason="low_confidence")
+    m3 = make(c, at(11, 13), Role.CUSTOMER, escalation_reason="low_confidence", destination="large")
     answer(m3, at(11, 13, 1), Tier.LARGE, model_name="big-llm", input_tokens=1000, output_tokens=200, cost_usd="0.0014")
-    m4 = make(c, at(12, 9), Role.CUSTOMER, escalation_reason="low_confidence")
+    m4 = make(c, at(12, 9), Role.CUSTOMER, escalation_reason="low_confidence", destination="large")
     answer(
         m4,
         at(12, 9, 1),
@@ -78,9 +83,10 @@ def traffic(db: None, prices: None) -> None:
         delivered=False,
     )
     answer(m4, at(12, 9, 2), Tier.AGENT)
-    m5 = make(c, at(12, 10), Role.CUSTOMER, escalation_reason="sensitive")
+    m5 = make(c, at(12, 10), Role.CUSTOMER, escalation_reason="sensitive", destination="people")
     answer(m5, at(12, 10, 5), Tier.AGENT)
-    make(c, at(12, 23, 59, 59), Role.CUSTOMER, escalation_reason="out_of_scope")  # last second of the range
+    # The last second of the range.
+    make(c, at(12, 23, 59, 59), Role.CUSTOMER, escalation_reason="out_of_scope", destination="large")
 
     # Outside the range; the latest large answer (13 March) names the model the baseline is priced at.
     old = make(c, at(1), Role.CUSTOMER, escalation_reason="low_confidence")

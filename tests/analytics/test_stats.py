@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from support.analytics import rollups
 from support.analytics.stats import compute_stats, parse_range
 from support.conversations.models import Conversation, Role, Tier
 from tests.analytics.conftest import answer, at, make
@@ -32,6 +33,10 @@ def test_every_key_over_a_known_range(traffic: None) -> None:
         "baseline_all_large_usd": 0.0063,
         "savings_usd": 0.00417,
         "large_model": "big-llm",
+        # Where the router sent them, and the one conversation (people answered in it).
+        "destinations": {"small": 2, "large": 3, "people": 1},
+        "share_destinations": {"small": 2 / 6, "large": 3 / 6, "people": 1 / 6},
+        "conversations": {"started": 1, "with_people": 1, "bot_only": 0},
     }
     # Sorted by count, then by name.
     assert list(stats["escalations_by_reason"]) == ["low_confidence", "out_of_scope", "sensitive"]
@@ -104,7 +109,8 @@ def test_days_are_calendar_days_in_the_configured_time_zone(prices: None, settin
 
 
 def test_aggregates_in_a_fixed_number_of_queries(traffic: None, django_assert_max_num_queries: Any) -> None:
-    with django_assert_max_num_queries(7):
+    rollups.refresh_all()
+    with django_assert_max_num_queries(4):
         compute_stats(*RANGE)
 
 

@@ -1,0 +1,319 @@
+"""The console's figures, rolled up so that a month of a busy site reads fast, and kept right.
+
+Everything is counted against the customer message it concerns, in the hour that message was created:
+its destination and escalation reason, the answers it got (how many, what they cost), and later what an
+agent said about it (spot checks). Conversations count in the hour they started. So a rollup is a pure
+function of the messages of its hour, and any change to one of them — a new message, an answer
+arriving minutes later, a label given next week, a conversation deleted — marks that hour stale
+(StaleHour, from the signal receivers at the bottom, which every save and delete of a message, label
+or conversation goes through). `refresh()` rebuilds stale hours from the messages, and the day-and-
+intent rows of the days they fall in; the console calls it before it reads, and the beat schedule
+every minute, so what the console shows is always what the messages say.
+
+Hours are UTC hours; days are calendar days in settings.TIME_ZONE, made of the hours that start in
+them (exact for every zone whose offset is a whole number of hours). After changing TIME_ZONE, run
+`manage.py rollups --rebuild`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+
+from support.analytics.models import HourRollup, IntentDayRollup, StaleHour
+from support.conversations.models import Conversation, Message, Role, Tier
+
+logger = logging.getLogger(__name__)
+
+HOUR = timedelta(hours=1)
+DESTINATIONS = ("small", "large", "people")
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def local_day(hour: datetime) -> date:
+    return timezone.localtime(hour).date()
+
+
+def day_hours(day: date) -> tuple[datetime, datetime]:
+    """The UTC hours [first, end) that make up a local calendar day."""
+    zone = timezone.get_default_timezone()
+    start = timezone.make_aware(datetime.combine(day, time.min), zone)
+    end = timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min), zone)
+    first = hour_of(start)
+    if first < start:  # a zone with a half-hour offset: the day starts with the next whole hour
+        first += HOUR
+    last = hour_of(end)
+    if last < end:
+        last += HOUR
+    return first, last
+
+
+# Marking ----------------------------------------------------------------------------------------------
+
+
+def mark(moments: Iterable[datetime | None]) -> None:
+    """The hours of these moments no longer match their rollups."""
+    hours = {hour_of(moment) for moment in moments if moment is not None}
+    if not hours:
+        return
+    now = timezone.now()
+    StaleHour.objects.bulk_create(
+        [StaleHour(hour=hour, marked_at=now) for hour in sorted(hours)],
+        update_conflicts=True,
+        unique_fields=["hour"],
+        update_fields=["marked_at"],
+    )
+
+
+def mark_messages(message_ids: Iterable[int]) -> None:
+    """The hours of these customer messages (for writes that bypass the signals: bulk updates)."""
+    mark(Message.objects.filter(pk__in=list(message_ids)).values_list("created_at", flat=True))
+
+
+def _message_saved(instance: Message, **_: Any) -> None:
+    moments: list[datetime | None] = [instance.created_at]
+    if instance.reply_to_id is not None:
+        # An answer counts against the message it answers, and may make its conversation one with people.
+        moments += Message.objects.filter(pk=instance.reply_to_id).values_list("created_at", flat=True)
+    conversation = Conversation.objects.filter(pk=instance.conversation_id).values_list("created_at", flat=True)
+    mark([*moments, *conversation])
+
+
+def _label_saved(instance: Any, **_: Any) -> None:
+    mark(Message.objects.filter(pk=instance.message_id).values_list("created_at", flat=True))
+
+
+def _conversation_deleted(instance: Conversation, **_: Any) -> None:
+    mark([instance.created_at])
+
+
+def connect() -> None:
+    from support.review.models import Label
+
+    for signal in (post_save, post_delete):
+        signal.connect(_message_saved, sender=Message, dispatch_uid=f"rollups-message-{signal}")
+        signal.connect(_label_saved, sender=Label, dispatch_uid=f"rollups-label-{signal}")
+    post_delete.connect(_conversation_deleted, sender=Conversation, dispatch_uid="rollups-conversation")
+
+
+# Building ---------------------------------------------------------------------------------------------
+
+
+def _destination(value: str) -> str:
+    # A message that waited for the agent who owned the conversation (no destination) went to people.
+    return value if value in DESTINATIONS else "people"
+
+
+def _usd(value: Decimal | None) -> str:
+    return str(value or Decimal(0))
+
+
+def _figures(customer: QuerySet[Message], by_intent: bool) -> dict[str, dict[str, Any]]:
+    """Figures of these customer messages, under "" or (by_intent) under each intent."""
+    key = ["intent"] if by_intent else []
+    figures: dict[str, dict[str, Any]] = {}
+
+    def entry(intent: str) -> dict[str, Any]:
+        return figures.setdefault(
+            intent if by_intent else "",
+            {
+                "messages": 0,
+                "destinations": dict.fromkeys(DESTINATIONS, 0),
+                "escalations": {},
+                "answered": {"small": 0, "large": 0, "agent": 0},
+                "cost_usd": {"small": "0", "large": "0"},
+                "large_answers": [0, 0, 0],
+                "checked": 0,
+                "right": 0,
+            },
+        )
+
+    for row in customer.values(*key, "destination", "escalation_reason").annotate(n=Count("id")):
+        item = entry(row.get("intent", ""))
+        item["messages"] += row["n"]
+        item["destinations"][_destination(row["destination"])] += row["n"]
+        if row["escalation_reason"]:
+            reasons = item["escalations"]
+            reasons[row["escalation_reason"]] = reasons.get(row["escalation_reason"], 0) + row["n"]
+
+    answers = Message.objects.filter(reply_to__in=customer.values("pk"))
+    reply_key = ["reply_to__intent"] if by_intent else []
+    for row in answers.values(*reply_key, "tier").annotate(
+        # A multi-part message gets one small answer per part: it counts once, as one message answered.
+        answered=Count("reply_to", distinct=True, filter=Q(delivered=True)),
+        usd=Sum("cost_usd"),
+        n=Count("id"),
+        tokens_in=Sum("input_tokens"),
+        tokens_out=Sum("output_tokens"),
+    ):
+        item = entry(row.get("reply_to__intent", ""))
+        tier = row["tier"]
+        if tier in item["answered"]:
+            item["answered"][tier] += row["answered"]
+        if tier in (Tier.SMALL, Tier.LARGE):
+            # Undelivered drafts count in cost: the model ran and was paid for.
+            item["cost_usd"][tier] = _usd(Decimal(item["cost_usd"][tier]) + (row["usd"] or Decimal(0)))
+        if tier == Tier.LARGE:
+            item["large_answers"] = [row["n"], row["tokens_in"] or 0, row["tokens_out"] or 0]
+
+    from support.review.models import Label
+
+    # What agents found when they spot-checked the small tier's answers (a random sample).
+    checks = Label.objects.filter(spot_check=True, message__in=customer.values("pk"))
+    check_key = ["message__intent"] if by_intent else []
+    for row in checks.values(*check_key).annotate(
+        n=Count("id"), right=Count("id", filter=Q(article=F("message__intent")))
+    ):
+        item = entry(row.get("message__intent", ""))
+        item["checked"] += row["n"]
+        item["right"] += row["right"]
+    return figures
+
+
+def _conversations(start: datetime, end: datetime) -> list[int]:
+    """[started, with people]: conversations started in [start, end), and how many of them people
+    handled (a message went to people, or an agent replied)."""
+    people = Message.objects.filter(conversation=OuterRef("pk")).filter(
+        Q(role=Role.CUSTOMER, destination="people") | Q(tier=Tier.AGENT)
+    )
+    counts = Conversation.objects.filter(created_at__gte=start, created_at__lt=end).aggregate(
+        started=Count("pk"), people=Count("pk", filter=Q(Exists(people)))
+    )
+    return [counts["started"], counts["people"]]
+
+
+def _customer(start: datetime, end: datetime) -> QuerySet[Message]:
+    return Message.objects.filter(role=Role.CUSTOMER, created_at__gte=start, created_at__lt=end)
+
+
+def rebuild_hour(hour: datetime) -> None:
+    figures = _figures(_customer(hour, hour + HOUR), by_intent=False).get("")
+    conversations = _conversations(hour, hour + HOUR)
+    if figures is None and not conversations[0]:
+        HourRollup.objects.filter(hour=hour).delete()
+        return
+    figures = figures or {}
+    figures["conversations"] = conversations
+    HourRollup.objects.bulk_create(
+        [HourRollup(hour=hour, figures=figures, computed_at=timezone.now())],
+        update_conflicts=True,
+        unique_fields=["hour"],
+        update_fields=["figures", "computed_at"],
+    )
+
+
+def rebuild_intent_day(day: date) -> None:
+    first, end = day_hours(day)
+    figures = _figures(_customer(first, end), by_intent=True)
+    with transaction.atomic():
+        IntentDayRollup.objects.filter(day=day).exclude(intent__in=list(figures)).delete()
+        IntentDayRollup.objects.bulk_create(
+            [IntentDayRollup(day=day, intent=intent, figures=item) for intent, item in figures.items()],
+            update_conflicts=True,
+            unique_fields=["day", "intent"],
+            update_fields=["figures"],
+        )
+
+
+def refresh(batch: int | None = None, within: tuple[datetime, datetime] | None = None) -> int:
+    """Rebuild stale hours (oldest first; `batch` at most; only those `within` [start, end) if given) and
+    their days. Returns how many."""
+    query = StaleHour.objects.order_by("hour")
+    if within is not None:
+        query = query.filter(hour__gte=within[0], hour__lt=within[1])
+    stale = list(query.values_list("hour", "marked_at")[:batch])
+    days: set[date] = set()
+    for hour, _ in stale:
+        rebuild_hour(hour)
+        days.add(local_day(hour))
+    for day in sorted(days):
+        rebuild_intent_day(day)
+    for hour, marked_at in stale:
+        # Marked again meanwhile: stays stale for the next refresh.
+        StaleHour.objects.filter(hour=hour, marked_at=marked_at).delete()
+    return len(stale)
+
+
+def refresh_all() -> int:
+    done = 0
+    while rebuilt := refresh(batch=500):
+        done += rebuilt
+    return done
+
+
+def rebuild_all() -> int:
+    """Mark every hour with a message or a conversation stale and rebuild them all (after a bulk import,
+    or a change of TIME_ZONE)."""
+    HourRollup.objects.all().delete()
+    IntentDayRollup.objects.all().delete()
+    hours = set(
+        Message.objects.annotate(hour=TruncHour("created_at", tzinfo=UTC)).values_list("hour", flat=True).distinct()
+    )
+    hours |= set(
+        Conversation.objects.annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values_list("hour", flat=True)
+        .distinct()
+    )
+    for chunk in _chunks(sorted(hours), 1000):
+        mark(chunk)
+    return refresh_all()
+
+
+def _chunks(items: list[datetime], size: int) -> Iterator[list[datetime]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# Reading ----------------------------------------------------------------------------------------------
+
+
+def _span(date_from: date, date_to: date) -> tuple[datetime, datetime]:
+    return day_hours(date_from)[0], day_hours(date_to)[1]
+
+
+def hours(date_from: date, date_to: date) -> list[HourRollup]:
+    """The hour rollups of the local days date_from..date_to (inclusive), oldest first, up to date: every
+    stale hour of the range is rebuilt first."""
+    start, end = _span(date_from, date_to)
+    refresh(within=(start, end))
+    return list(HourRollup.objects.filter(hour__gte=start, hour__lt=end).order_by("hour"))
+
+
+def intent_days(date_from: date, date_to: date) -> list[IntentDayRollup]:
+    """The day-and-intent rollups of the range, up to date."""
+    refresh(within=_span(date_from, date_to))
+    return list(IntentDayRollup.objects.filter(day__gte=date_from, day__lte=date_to))
+
+
+def add(total: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """Sum two figure dicts (counts add up, money as decimals, dicts and lists key by key)."""
+    for key, value in item.items():
+        if isinstance(value, dict):
+            add(total.setdefault(key, {}), value)
+        elif isinstance(value, list):
+            mine = total.setdefault(key, [0] * len(value))
+            total[key] = [a + b for a, b in zip(mine, value, strict=True)]
+        elif isinstance(value, str):
+            total[key] = _usd(Decimal(total.get(key, "0")) + Decimal(value))
+        else:
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def top(counter: dict[str, int]) -> tuple[str, int] | None:
+    if not counter:
+        return None
+    return Counter(counter).most_common(1)[0]

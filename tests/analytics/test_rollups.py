@@ -1,0 +1,182 @@
+"""The console's rollups stay right when what they count changes later: an answer that comes an hour
+after its question, a label given next week, an agent joining a conversation, a conversation erased."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from support.analytics import rollups
+from support.analytics.models import HourRollup, IntentDayRollup, StaleHour
+from support.analytics.stats import compute_stats, series
+from support.conversations import actions
+from support.conversations.models import Conversation, Role, Tier
+from support.review import actions as review_actions
+from support.review.models import Label
+from tests.analytics.conftest import answer, at, make
+
+pytestmark = pytest.mark.django_db
+DAY = (date(2024, 3, 11), date(2024, 3, 11))
+
+
+def intents(day: date = DAY[0]) -> dict[str, dict[str, Any]]:
+    return {row.intent: row.figures for row in rollups.intent_days(day, day)}
+
+
+def conversation_at(when: Any) -> Conversation:
+    conversation = Conversation.objects.create()
+    Conversation.objects.filter(pk=conversation.pk).update(created_at=when)
+    rollups.mark([when])
+    conversation.refresh_from_db()
+    return conversation
+
+
+def test_an_answer_that_comes_later_counts_with_its_question_and_its_cost_too(prices: None) -> None:
+    question = make(conversation_at(at(11, 10)), at(11, 10, 59), Role.CUSTOMER, destination="large")
+    assert compute_stats(*DAY)["answered"]["large"] == 0
+    answer(question, at(11, 11, 30), Tier.LARGE, model_name="big-llm", input_tokens=100, cost_usd="0.002")
+    stats = compute_stats(*DAY)
+    assert stats["answered"]["large"] == 1 and stats["cost_usd"]["large"] == 0.002
+    hourly = {row["start"]: row for row in series(*DAY, step="hour")}
+    assert hourly["2024-03-11 10:00"]["cost_usd"]["large"] == 0.002, "in the question's hour"
+    assert hourly["2024-03-11 11:00"]["messages"] == 0
+
+
+@pytest.mark.usefixtures("prices")
+def test_a_spot_check_given_a_week_later_changes_the_intent_s_measured_accuracy(settings: Any) -> None:
+    settings.TANDEM_SPOT_CHECK_SHARE = 1.0
+    agent = User.objects.create_user("checker")
+    from support.review.roles import make_agent
+
+    make_agent(agent)
+    conversation = conversation_at(at(11, 9))
+    asked = [
+        make(conversation, at(11, 9, n), Role.CUSTOMER, destination="small", intent="late-delivery") for n in range(3)
+    ]
+    for message in asked:
+        answer(message, at(11, 9, 30), Tier.SMALL)
+    assert intents()["late-delivery"]["checked"] == 0
+    from support.knowledge import loader
+
+    loader.store(loader.load_file(loader.DEMO_FILE))
+    review_actions.label_message(asked[0].pk, agent, "article", "late-delivery", "answer", spot_check=True)
+    review_actions.label_message(asked[1].pk, agent, "new_topic", spot_check=True)
+    figures = intents()["late-delivery"]
+    assert (figures["messages"], figures["checked"], figures["right"]) == (3, 2, 1)
+    # A label changed later too.
+    review_actions.label_message(asked[1].pk, agent, "article", "late-delivery", "answer", spot_check=True)
+    assert intents()["late-delivery"]["right"] == 2
+    Label.objects.filter(message=asked[0]).delete()
+    assert intents()["late-delivery"]["checked"] == 1
+
+
+def test_a_conversation_an_agent_joins_later_is_no_longer_resolved_by_the_bot(prices: None) -> None:
+    agent = User.objects.create_user("late-agent")
+    from support.review.roles import make_agent
+
+    make_agent(agent)
+    conversation = conversation_at(at(11, 8))
+    make(conversation, at(11, 8, 1), Role.CUSTOMER, destination="small")
+    assert compute_stats(*DAY)["conversations"] == {"started": 1, "with_people": 0, "bot_only": 1}
+    actions.post_agent_reply(conversation.pk, agent, "Anything else I can help with?")
+    assert compute_stats(*DAY)["conversations"] == {"started": 1, "with_people": 1, "bot_only": 0}
+
+
+def test_an_erased_conversation_leaves_the_figures(prices: None) -> None:
+    conversation = conversation_at(at(11, 7))
+    question = make(conversation, at(11, 7, 1), Role.CUSTOMER, destination="small", intent="late-delivery")
+    answer(question, at(11, 7, 2), Tier.SMALL, cost_usd="0.00001")
+    assert compute_stats(*DAY)["messages"] == 1 and "late-delivery" in intents()
+    actions.erase_conversations([conversation.pk])
+    stats = compute_stats(*DAY)
+    assert stats["messages"] == 0 and stats["conversations"]["started"] == 0
+    assert intents() == {}
+    assert not HourRollup.objects.exists() and not IntentDayRollup.objects.exists()
+
+
+def test_an_hour_marked_again_while_it_is_rebuilt_stays_stale(prices: None) -> None:
+    make(conversation_at(at(11, 6)), at(11, 6, 1), Role.CUSTOMER)
+    (hour, marked_at), *_ = StaleHour.objects.filter(hour=at(11, 6)).values_list("hour", "marked_at")
+    rollups.rebuild_hour(hour)
+    rollups.mark([at(11, 6, 30)])  # a write lands during the rebuild
+    StaleHour.objects.filter(hour=hour, marked_at=marked_at).delete()  # what refresh() does
+    assert StaleHour.objects.filter(hour=hour).exists()
+
+
+def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(prices: None, settings: Any) -> None:
+    """Hundreds of writes in random order (questions, answers minutes or hours later, agents' replies,
+    labels, erasures) with reads in between: the figures read equal those rebuilt from scratch, per
+    day, per hour and per intent, in a time zone with a whole-hour offset."""
+    settings.TIME_ZONE = "America/New_York"
+    rng = random.Random(11)
+    agent = User.objects.create_user("shift")
+    from support.review.roles import make_agent
+
+    make_agent(agent)
+    conversations = [conversation_at(at(10, rng.randrange(24), rng.randrange(60))) for _ in range(12)]
+    questions = []
+    large: set[int] = set()
+    for step in range(160):
+        kind = rng.random()
+        if kind < 0.45 or not questions:
+            conversation = rng.choice(conversations)
+            when = conversation.created_at + timedelta(minutes=rng.randrange(0, 3000))
+            questions.append(
+                make(
+                    conversation,
+                    when,
+                    Role.CUSTOMER,
+                    destination=rng.choice(["small", "large", "people", ""]),
+                    intent=rng.choice(["late-delivery", "how-to-return", ""]),
+                    escalation_reason=rng.choice(["", "", "low_confidence", "sensitive"]),
+                )
+            )
+        elif kind < 0.8:
+            question = rng.choice(questions)
+            tier = rng.choice([Tier.SMALL, Tier.LARGE, Tier.AGENT])
+            if tier == Tier.LARGE:
+                if question.pk in large:
+                    continue  # one large answer per question at most (a constraint)
+                large.add(question.pk)
+            answer(
+                question,
+                question.created_at + timedelta(minutes=rng.randrange(0, 240)),
+                tier,
+                cost_usd=f"0.000{rng.randrange(1, 9)}",
+                input_tokens=rng.randrange(10, 900),
+                output_tokens=rng.randrange(0, 200),
+                delivered=rng.random() < 0.9,
+            )
+        elif kind < 0.95:
+            question = rng.choice(questions)
+            Label.objects.update_or_create(
+                message=question,
+                defaults={
+                    "kind": "article",
+                    "article": rng.choice(["late-delivery", "how-to-return"]),
+                    "spot_check": True,
+                    "given_at": timezone.now(),
+                },
+            )
+        elif len(conversations) > 4:
+            gone = conversations.pop(rng.randrange(len(conversations)))
+            actions.erase_conversations([gone.pk])
+            questions = [q for q in questions if q.conversation_id != gone.pk]
+        if step % 40 == 0:
+            compute_stats(date(2024, 3, 9), date(2024, 3, 14))  # reads in between refresh some hours
+
+    span = (date(2024, 3, 9), date(2024, 3, 14))
+    read = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span))
+    rollups.rebuild_all()
+    rebuilt = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span))
+    assert read == rebuilt
+    assert read[0]["messages"] == len(questions) > 20
+
+
+def _intents(span: tuple[date, date]) -> dict[tuple[str, str], Any]:
+    return {(row.day.isoformat(), row.intent): row.figures for row in rollups.intent_days(*span)}
