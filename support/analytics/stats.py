@@ -17,6 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from chatbot import costs
+from chatbot.smalltalk import is_small_talk
 from support.analytics import rollups
 from support.analytics.models import HourRollup
 from support.conversations.models import Message, Tier
@@ -171,3 +172,39 @@ def series(date_from: date, date_to: date, step: str) -> list[dict[str, Any]]:
         for row in rows:
             rollups.add(buckets[rollups.local_day(row.hour).isoformat()], row.figures)
     return [{"start": start, **summary(figures, per_message)} for start, figures in buckets.items()]
+
+
+SMALL_TALK = "small talk"
+NO_INTENT = "(no intent)"
+
+
+def by_intent(date_from: date, date_to: date) -> list[dict[str, Any]]:
+    """One row per intent over the range (small talk as one row, and messages with no intent), most
+    messages first: volume, where the router sent them, escalations and their top reason, and what
+    agents' spot checks found of the small tier's answers on it."""
+    totals: dict[str, dict[str, Any]] = {}
+    for row in rollups.intent_days(date_from, date_to):
+        key = NO_INTENT if not row.intent else SMALL_TALK if is_small_talk(row.intent) else row.intent
+        rollups.add(totals.setdefault(key, {}), row.figures)
+    everything = sum(figures.get("messages", 0) for figures in totals.values())
+    rows = []
+    for intent, figures in totals.items():
+        messages = figures.get("messages", 0)
+        escalations = figures.get("escalations", {})
+        top = rollups.top(escalations)
+        checked, right = figures.get("checked", 0), figures.get("right", 0)
+        rows.append(
+            {
+                "intent": intent,
+                "messages": messages,
+                "share": _share(messages, everything),
+                "small_share": _share(figures.get("destinations", {}).get("small", 0), messages),
+                "escalation_rate": _share(sum(escalations.values()), messages),
+                "top_reason": top[0] if top else "",
+                "top_reason_count": top[1] if top else 0,
+                "checked": checked,
+                "accuracy": right / checked if checked else None,
+            }
+        )
+    rows.sort(key=lambda row: (-row["messages"], row["intent"]))
+    return rows

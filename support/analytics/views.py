@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db.models import Count, DecimalField, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from chatbot import smalltalk
 from chatbot.policy import Thresholds
 from chatbot.small.model import current_meta
-from support.analytics.stats import BASELINE_METHOD, compute_stats, parse_range
+from support.analytics import rollups
+from support.analytics.stats import (
+    BASELINE_METHOD,
+    NO_INTENT,
+    SMALL_TALK,
+    by_intent,
+    compute_stats,
+    day_bounds,
+    parse_range,
+    series,
+)
+from support.conversations.models import Conversation, Message, Role, Tier
 from support.permissions import agent_required, is_agent
 
 _TIER_LABELS = {"small": "Small model", "large": "Large model", "agent": "Agent"}
@@ -38,6 +54,24 @@ def _pct(share: float) -> str:
     return f"{share * 100:.1f}"
 
 
+STEPS = ("day", "hour")
+# The hourly series is offered for ranges up to this many days (more would draw thousands of bars).
+HOURLY_DAYS = 31
+
+
+def _step(request: HttpRequest, date_from: Any, date_to: Any) -> str:
+    step = request.GET.get("step", "")
+    if step not in STEPS:
+        step = "hour" if (date_to - date_from).days < 3 else "day"
+    if step == "hour" and (date_to - date_from).days >= HOURLY_DAYS:
+        step = "day"
+    return step
+
+
+def _range_query(date_from: Any, date_to: Any, **more: str) -> str:
+    return urlencode({"from": date_from.isoformat(), "to": date_to.isoformat(), **more})
+
+
 @require_GET
 @agent_required
 def console(request: HttpRequest) -> HttpResponse:
@@ -50,6 +84,7 @@ def console(request: HttpRequest) -> HttpResponse:
         "thresholds_fixed": settings.TANDEM_CONFIDENCE_THRESHOLD is not None
         or settings.TANDEM_OOS_SIMILARITY is not None,
         "small_model": _small_model_meta(),
+        "time_zone": settings.TIME_ZONE,
     }
     try:
         date_from, date_to = parse_range(raw_from, raw_to)
@@ -58,12 +93,20 @@ def console(request: HttpRequest) -> HttpResponse:
         return render(request, "analytics/console.html", context, status=400)
 
     stats = compute_stats(date_from, date_to)
+    step = _step(request, date_from, date_to)
+    buckets = series(date_from, date_to, step)
     messages = stats["messages"]
+    query = _range_query(date_from, date_to)
     context.update(
         stats=stats,
         date_from=stats["from"],
         date_to=stats["to"],
-        json_url=f"{reverse('stats-api')}?{urlencode({'from': stats['from'], 'to': stats['to']})}",
+        step=step,
+        steps=STEPS,
+        series=buckets,
+        chart=_chart(buckets, stats),
+        range_query=query,
+        json_url=f"{reverse('stats-api')}?{query}",
         tiers=[
             {
                 "label": _TIER_LABELS[tier],
@@ -80,6 +123,68 @@ def console(request: HttpRequest) -> HttpResponse:
         ],
     )
     return render(request, "analytics/console.html", context)
+
+
+def _chart(buckets: list[dict[str, Any]], stats: dict[str, Any]) -> dict[str, Any]:
+    """The series as the console's charts draw them (static/tandem/console.js)."""
+    return {
+        "labels": [bucket["start"] for bucket in buckets],
+        "destinations": {name: [bucket["destinations"][name] for bucket in buckets] for name in rollups.DESTINATIONS},
+        "escalations": {
+            reason: [bucket["escalations_by_reason"].get(reason, 0) for bucket in buckets]
+            for reason in stats["escalations_by_reason"]
+        },
+        "escalation_rate": [round(bucket["escalation_rate"] * 100, 2) for bucket in buckets],
+        "cost": {tier: [bucket["cost_usd"][tier] for bucket in buckets] for tier in ("small", "large")},
+        "baseline": [bucket["baseline_all_large_usd"] for bucket in buckets],
+        "conversations": {
+            key: [bucket["conversations"][key] for bucket in buckets] for key in ("bot_only", "with_people")
+        },
+    }
+
+
+INTENT_SORTS = {
+    "messages": lambda row: row["messages"],
+    "intent": lambda row: row["intent"],
+    "small_share": lambda row: row["small_share"],
+    "escalation_rate": lambda row: row["escalation_rate"],
+    "checked": lambda row: row["checked"],
+    "accuracy": lambda row: (row["accuracy"] is not None, row["accuracy"] or 0.0),
+}
+
+
+@require_GET
+@agent_required
+def intents(request: HttpRequest) -> HttpResponse:
+    """Traffic by intent over a range, sortable by any column."""
+    try:
+        date_from, date_to = parse_range(request.GET.get("from"), request.GET.get("to"))
+    except ValueError as exc:
+        return render(request, "analytics/intents.html", {"error": str(exc)}, status=400)
+    sort = request.GET.get("sort", "messages")
+    if sort not in INTENT_SORTS:
+        sort = "messages"
+    descending = request.GET.get("dir", "asc" if sort == "intent" else "desc") == "desc"
+    rows = sorted(by_intent(date_from, date_to), key=INTENT_SORTS[sort], reverse=descending)
+    query = _range_query(date_from, date_to)
+    context = {
+        "rows": rows,
+        "date_from": date_from.isoformat(),
+        "date_to": date_to.isoformat(),
+        "range_query": query,
+        "sort": sort,
+        "descending": descending,
+        "columns": [
+            ("intent", "Intent"),
+            ("messages", "Messages"),
+            ("small_share", "Answered by the small tier"),
+            ("escalation_rate", "Escalated"),
+            ("checked", "Spot-checked"),
+            ("accuracy", "Right when checked"),
+        ],
+        "time_zone": settings.TIME_ZONE,
+    }
+    return render(request, "analytics/intents.html", context)
 
 
 def _small_model_meta() -> dict[str, Any] | None:
@@ -105,3 +210,159 @@ def _small_model_meta() -> dict[str, Any] | None:
         "intents": meta.get("intents"),
         "holdout_accuracy": _pct(accuracy) if isinstance(accuracy, (int, float)) else None,
     }
+
+
+CONVERSATIONS_PAGE = 50
+
+
+def _conversations(request: HttpRequest, date_from: Any, date_to: Any) -> QuerySet[Conversation]:
+    """Conversations started in the range, newest first, narrowed by ?intent= (as the intents table
+    names them), ?destination= and ?people=yes|no."""
+    start, end = day_bounds(date_from, date_to)
+    found = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
+    customer = Message.objects.filter(conversation=OuterRef("pk"), role=Role.CUSTOMER)
+    intent = request.GET.get("intent")
+    if intent == NO_INTENT:
+        found = found.filter(Exists(customer.filter(intent="")))
+    elif intent == SMALL_TALK:
+        found = found.filter(Exists(customer.filter(intent__startswith=smalltalk.PREFIX)))
+    elif intent:
+        found = found.filter(Exists(customer.filter(intent=intent)))
+    destination = request.GET.get("destination")
+    if destination in rollups.DESTINATIONS:
+        found = found.filter(Exists(customer.filter(destination=destination)))
+    people = Message.objects.filter(conversation=OuterRef("pk")).filter(
+        Q(role=Role.CUSTOMER, destination="people") | Q(tier=Tier.AGENT)
+    )
+    if request.GET.get("people") in ("yes", "no"):
+        found = found.filter(Exists(people)) if request.GET["people"] == "yes" else found.exclude(Exists(people))
+    return found.order_by("-created_at").annotate(
+        customer_messages=Subquery(
+            customer.order_by().values("conversation").annotate(n=Count("pk")).values("n")[:1],
+            output_field=IntegerField(),
+        ),
+        handled_by_people=Exists(people),
+        cost=Subquery(
+            Message.objects.filter(conversation=OuterRef("pk"))
+            .order_by()
+            .values("conversation")
+            .annotate(usd=Sum("cost_usd"))
+            .values("usd")[:1],
+            output_field=DecimalField(max_digits=14, decimal_places=8),
+        ),
+    )
+
+
+@require_GET
+@agent_required
+def conversations(request: HttpRequest) -> HttpResponse:
+    """The conversations behind the figures: those started in the range, filtered, a page at a time."""
+    try:
+        date_from, date_to = parse_range(request.GET.get("from"), request.GET.get("to"))
+    except ValueError as exc:
+        return render(request, "analytics/conversations.html", {"error": str(exc)}, status=400)
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
+    found = _conversations(request, date_from, date_to)
+    rows = list(found[(page - 1) * CONVERSATIONS_PAGE : page * CONVERSATIONS_PAGE + 1])
+    filters = {key: request.GET[key] for key in ("intent", "destination", "people") if request.GET.get(key)}
+    query = _range_query(date_from, date_to, **filters)
+    context = {
+        "rows": rows[:CONVERSATIONS_PAGE],
+        "page": page,
+        "next_page": page + 1 if len(rows) > CONVERSATIONS_PAGE else None,
+        "previous_page": page - 1 if page > 1 else None,
+        "date_from": date_from.isoformat(),
+        "date_to": date_to.isoformat(),
+        "filters": filters,
+        "range_query": query,
+        "destinations": rollups.DESTINATIONS,
+        "time_zone": settings.TIME_ZONE,
+    }
+    return render(request, "analytics/conversations.html", context)
+
+
+EXPORTS = ("summary", "series", "reasons", "intents", "conversations")
+
+
+@require_GET
+@agent_required
+def export(request: HttpRequest, table: str) -> HttpResponseBase:
+    """Any table or series of the console's pages as CSV, for the range (and step, and filters) asked."""
+    if table not in EXPORTS:
+        return HttpResponse(
+            f"No such table: choose one of {', '.join(EXPORTS)}.", status=404, content_type="text/plain"
+        )
+    try:
+        date_from, date_to = parse_range(request.GET.get("from"), request.GET.get("to"))
+    except ValueError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain")
+    rows: Iterable[Iterable[Any]]
+    if table == "summary":
+        stats = compute_stats(date_from, date_to)
+        rows = [("figure", "value"), *_flatten(stats)]
+    elif table == "series":
+        step = _step(request, date_from, date_to)
+        buckets = series(date_from, date_to, step)
+        header = ["start", *(key for key, _ in _flatten({k: v for k, v in buckets[0].items() if k != "start"}))]
+        rows = [header, *([bucket["start"], *(v for _, v in _flatten(bucket) if _ != "start")] for bucket in buckets)]
+    elif table == "reasons":
+        stats = compute_stats(date_from, date_to)
+        rows = [("reason", "messages", "share_of_messages")] + [
+            (reason, n, round(n / stats["messages"], 6) if stats["messages"] else 0)
+            for reason, n in stats["escalations_by_reason"].items()
+        ]
+    elif table == "intents":
+        found = by_intent(date_from, date_to)
+        keys = ["intent", "messages", "share", "small_share", "escalation_rate", "top_reason", "top_reason_count"]
+        keys += ["checked", "accuracy"]
+        rows = [keys, *([row[key] if row[key] is not None else "" for key in keys] for row in found)]
+    else:
+        zone = timezone.get_default_timezone()
+        rows = [
+            ("conversation", "started", "state", "customer_messages", "with_people", "cost_usd"),
+            *(
+                (
+                    str(pk),
+                    started.astimezone(zone).isoformat(timespec="seconds"),
+                    owner,
+                    count or 0,
+                    "yes" if people else "no",
+                    cost or 0,
+                )
+                for pk, started, owner, count, people, cost in _conversations(request, date_from, date_to).values_list(  # type: ignore[misc]  # annotated in _conversations
+                    "pk", "created_at", "owner", "customer_messages", "handled_by_people", "cost"
+                )
+            ),
+        ]
+    name = f"tandem-{table}-{date_from.isoformat()}-{date_to.isoformat()}.csv"
+    return StreamingHttpResponse(
+        (_csv_line(row) for row in rows),
+        content_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+class _Line:
+    def write(self, value: str) -> str:
+        return value
+
+
+_writer = csv.writer(_Line())
+
+
+def _csv_line(row: Iterable[Any]) -> str:
+    # Cells a spreadsheet would run as a formula are quoted as text (CSV injection).
+    return str(_writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in row]))
+
+
+def _flatten(figures: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    flat: list[tuple[str, Any]] = []
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            flat += _flatten(value, f"{prefix}{key}.")
+        else:
+            flat.append((f"{prefix}{key}", value))
+    return flat

@@ -77,6 +77,9 @@ RULES: dict[str, dict[str, str]] = {
     # An API answers with status codes, not a login form.
     "stats-api": {"anonymous": DENIED, "visitor": DENIED, "agent": OPEN, "group admin": OPEN, "admin": OPEN},
     "console": AGENTS_ONLY,
+    "console-intents": AGENTS_ONLY,
+    "console-conversations": AGENTS_ONLY,
+    "console-export": AGENTS_ONLY,
     "login": EVERYONE,
     "logout": EVERYONE,
     "password_change": SIGNED_IN,
@@ -179,6 +182,7 @@ def url_for(key: str, route: str, world: dict[str, Any]) -> str:
         "content_type_id": ContentType.objects.get_for_model(User).pk,
         "app_label": "auth",
         "url": "no-such-page/",
+        "table": "summary",
     }
     names = re.findall(r"<(?:\w+:)?(\w+)>", route) + re.findall(r"\(\?P<(\w+)>", route)
     kwargs = {name: samples[name] for name in names}
