@@ -2,7 +2,7 @@
 
 Every routine answer needs its article's text; reading it from the database was one of the statements
 on the chat's hot path. An edit reaches every server process within `CACHE_SECONDS` (and the process
-that saved it at once: saving or deleting an article clears its cache).
+that saved it at once: saving or deleting an article, in the admin site too, clears its cache).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ _cache: dict[str, tuple[float, str | None]] = {}
 
 
 def answer_for(slug: str) -> str | None:
-    """The answer of the article with this slug (or of the built-in small talk), or None if there is none."""
+    """The answer of the live article with this slug (or of the built-in small talk), or None if there is
+    none: a retired article is not answered (`Article.objects` holds the live ones)."""
     now = time.monotonic()
     cached = _cache.get(slug)
     if cached is not None and now - cached[0] < CACHE_SECONDS:

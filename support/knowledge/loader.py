@@ -9,12 +9,12 @@ from pathlib import Path
 
 from django.db import transaction
 
-from support.knowledge.models import Article, Phrasing
+from support.knowledge.models import SLUG_PATTERN, Article, Phrasing
 
 FORMAT = "tandem-kb/1"
 DEMO_FILE = Path(__file__).resolve().parent / "data" / "demo_kb.json"
 MIN_PHRASINGS = 5
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+_SLUG = re.compile(SLUG_PATTERN)
 
 
 class KnowledgeFormatError(ValueError):
@@ -98,10 +98,11 @@ def load_file(path: Path) -> list[ArticleData]:
 
 @transaction.atomic
 def store(articles: list[ArticleData], *, prune: bool = False) -> LoadResult:
-    """Upsert articles by slug, replacing their phrasings; with prune, delete articles not in the file."""
+    """Upsert articles by slug, replacing their phrasings; with prune, delete articles not in the file.
+    A retired article in the file is updated and stays retired: retiring is an admin's decision."""
     created = updated = phrasing_count = 0
     for data in articles:
-        article, was_created = Article.objects.update_or_create(
+        article, was_created = Article.every.update_or_create(
             slug=data.slug, defaults={"title": data.title, "answer": data.answer, "tags": data.tags}
         )
         created += was_created
@@ -111,14 +112,14 @@ def store(articles: list[ArticleData], *, prune: bool = False) -> LoadResult:
         phrasing_count += len(data.phrasings)
     pruned = 0
     if prune:
-        pruned, _ = Article.objects.exclude(slug__in=[a.slug for a in articles]).delete()
+        pruned, _ = Article.every.exclude(slug__in=[a.slug for a in articles]).delete()
     return LoadResult(created=created, updated=updated, pruned=pruned, phrasings=phrasing_count)
 
 
 def training_examples() -> list[tuple[str, str]]:
-    """(text, intent) pairs for the small model from the stored knowledge base."""
-    pairs = [(p.text, p.article.slug) for p in Phrasing.objects.select_related("article")]
-    pairs += [(a.title, a.slug) for a in Article.objects.all()]
+    """(text, intent) pairs for the small model from the stored knowledge base (its live articles)."""
+    pairs = list(Phrasing.objects.filter(article__retired_at__isnull=True).values_list("text", "article__slug"))
+    pairs += list(Article.objects.values_list("title", "slug"))
     return pairs
 
 

@@ -1,23 +1,47 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
+
+# A slug is the small model's intent label, and the same rule holds for knowledge-base files.
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
+slug_validator = RegexValidator(SLUG_PATTERN, "Lowercase letters, digits and hyphens, starting with a letter or digit.")
+
+
+class LiveArticles(models.Manager["Article"]):
+    def get_queryset(self) -> models.QuerySet[Article]:
+        return super().get_queryset().filter(retired_at__isnull=True)
 
 
 class Article(models.Model):
-    """One answer in the knowledge base; its slug doubles as the small model's intent label."""
+    """One answer in the knowledge base; its slug doubles as the small model's intent label.
 
-    slug = models.SlugField(max_length=100, unique=True)
+    A retired article is kept (its slug still names agents' labels and past answers' sources) but is
+    no longer answered, given to the large model, offered for labels nor trained on: `Article.objects`,
+    which the rest of Tandem reads, holds the live articles only; `Article.every` (the default manager,
+    used by the admin site and for uniqueness checks) holds them all."""
+
+    slug = models.SlugField(max_length=100, unique=True, validators=[slug_validator])
     title = models.CharField(max_length=300)
     answer = models.TextField()
     tags = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    every = models.Manager()
+    objects = LiveArticles()
 
     class Meta:
         ordering = ["slug"]
+        default_manager_name = "every"
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_at is not None
 
 
 class Phrasing(models.Model):

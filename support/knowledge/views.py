@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from chatbot.small import versions
 from support.conversations.actions import ConversationError
-from support.knowledge import retraining, topics
+from support.knowledge import freshness, retraining, topics
 from support.knowledge.models import TrainingRun, TrainingState
 from support.permissions import admin_required
 from support.review import checks
@@ -40,6 +40,8 @@ def model_page(request: HttpRequest) -> HttpResponse:
         "labels_held_out": len(held),
         "topics": topics.new_topics() if request.GET.get("partial") != "live" else [],
     }
+    if request.GET.get("partial") != "live":
+        context["model_out_of_date"] = freshness.model_out_of_date()
     template = "knowledge/_model_live.html" if request.GET.get("partial") == "live" else "knowledge/model.html"
     return render(request, template, context)
 

@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from support.conversations import actions
+from support.knowledge.models import Article
 from support.review.models import CannedReply
 from support.review.roles import make_agent
 from tests.conftest import post_as_server
@@ -45,7 +46,7 @@ def admin_site(group_admin: str, admin: str) -> dict[str, str]:
 
 AXES_MODELS = ("accessattempt", "accesslog", "accessfailurelog")
 # Tandem's own models in the admin site, kept by admins (the Admins group, not model permissions).
-TANDEM_MODELS = ("review_cannedreply",)
+TANDEM_MODELS = ("review_cannedreply", "knowledge_article")
 TANDEM_MODEL_PAGES = {**ADMIN_MODELS, "group admin": OPEN}
 
 RULES: dict[str, dict[str, str]] = {
@@ -163,6 +164,7 @@ def world(knowledge_base: None, small_model_dir: object, frames: list[dict[str, 
         "accesslog": AccessLog.objects.create(**seen).pk,
         "accessfailurelog": AccessFailureLog.objects.create(**seen).pk,
         "review_cannedreply": CannedReply.objects.create(title="Thanks", text="Thank you!").pk,
+        "knowledge_article": Article.objects.get(slug="reset-password").pk,
     }
     return {
         "users": {"visitor": visitor, "agent": agent, "admin": admin, "group admin": group_admin},

@@ -1,0 +1,50 @@
+"""Whether the small model serving was trained on the knowledge base as it is now.
+
+The serving model records a fingerprint of the examples it was trained on (with small talk); the
+examples a training would use now are the live articles' phrasings and titles plus the agents' labels
+that train (held-out labels never do). An edited phrasing, a new or retired article, a changed slug or
+a new label each change the fingerprint, so a page can say that training again would teach the model
+something. A changed answer does not: answers are read from the database at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from chatbot.small import model as small_model
+from chatbot.smalltalk import with_small_talk
+from support.knowledge import retraining
+from support.knowledge.loader import training_examples
+
+logger = logging.getLogger(__name__)
+
+OUT_OF_DATE = (
+    "The knowledge base changed since the serving model was trained (or agents labelled more messages) "
+    "— train a new one."
+)
+NO_MODEL = "No small model serves yet — train one."
+
+
+def examples_now() -> list[tuple[str, str]]:
+    """The examples a training would use now, as `train_small_model` and the retraining gather them."""
+    examples = training_examples() + retraining.labelled_rows()[0]
+    return [(text, label) for text, label in examples if label]
+
+
+def model_out_of_date(directory: Path | None = None) -> str | None:
+    """A sentence for a banner when the serving small model was not trained on today's knowledge base
+    and labels; None when it was (or there is nothing to train on)."""
+    try:
+        meta = small_model.current_meta(directory)
+    except (OSError, ValueError):
+        logger.exception("Cannot read the serving small model's metadata")
+        return None
+    examples = examples_now()
+    if not examples:
+        return None
+    if meta is None:
+        return NO_MODEL
+    if meta.get("data_fingerprint") != small_model.fingerprint(with_small_talk(examples)):
+        return OUT_OF_DATE
+    return None
