@@ -174,6 +174,13 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# --- Metrics for Prometheus (/metrics; support/metrics.py) ------------------------------------------
+# Staff signed in may read /metrics; a scraper sends "Authorization: Bearer <this token>". Empty: no
+# token access. A short token is refused: it would be guessed.
+TANDEM_METRICS_TOKEN = envstr("TANDEM_METRICS_TOKEN", "").strip()
+if TANDEM_METRICS_TOKEN and len(TANDEM_METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("TANDEM_METRICS_TOKEN must be at least 24 characters (or empty: no token access)")
+
 # --- Redis: the Celery broker and the channel layer -------------------------------------------------
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from support import metrics
 from support.conversations.views import demo, health
 
 urlpatterns = [
     path("", demo, name="demo"),
     path("health/", health, name="health"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("review/", include("support.review.urls")),
     path("model/", include("support.knowledge.urls")),
     path("", include("support.analytics.urls")),

@@ -77,6 +77,8 @@ RULES: dict[str, dict[str, str]] = {
     "review-assign": ADMINS_ONLY,
     # An API answers with status codes, not a login form.
     "stats-api": {"anonymous": DENIED, "visitor": DENIED, "agent": OPEN, "group admin": OPEN, "admin": OPEN},
+    # Prometheus metrics: staff, or a scraper with TANDEM_METRICS_TOKEN (tests/support/test_metrics.py).
+    "metrics": {"anonymous": DENIED, "visitor": DENIED, "agent": OPEN, "group admin": OPEN, "admin": OPEN},
     "console": AGENTS_ONLY,
     "console-intents": AGENTS_ONLY,
     "console-conversations": AGENTS_ONLY,

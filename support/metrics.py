@@ -1,0 +1,198 @@
+"""Metrics for Prometheus at /metrics, read from the database at each scrape.
+
+Several server processes answer requests, so counters kept in one process's memory would each tell a
+part of the story; the database holds all of it. Each scrape runs three aggregate queries (customer
+messages by destination and escalation reason; conversations waiting; large-model jobs and their
+latencies) and reads the serving small model's metadata. What is stored ages out with the purge of
+customers' data, so the message figures are gauges, not counters, and the latency histograms, built
+from all stored large-model jobs, may go down after a purge (Prometheus takes that for a reset).
+
+Access: an agent's or admin's session, or `Authorization: Bearer <TANDEM_METRICS_TOKEN>`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from chatbot.routes import Destination, Reason
+from chatbot.small import model as small_model
+from support.conversations.models import Conversation, JobState, LargeJob, Message, Owner, Role
+from support.permissions import is_agent
+
+RECENT = timedelta(hours=24)
+# Seconds: from the customer's message to the large model's first token, and to its whole answer.
+LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+UNROUTED = "unrouted"
+WAITING_OWNERS = (Owner.PENDING, Owner.PEOPLE)
+
+
+def _seconds(delta: timedelta | None) -> float:
+    return delta.total_seconds() if delta is not None else 0.0
+
+
+class TandemCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield from self._messages()
+        yield from self._waiting()
+        yield from self._large_jobs()
+        yield from self._models()
+
+    def _messages(self) -> Iterator[Metric]:
+        since = timezone.now() - RECENT
+        rows = (
+            Message.objects.filter(role=Role.CUSTOMER)
+            .order_by()
+            .values_list("destination", "escalation_reason")
+            .annotate(every=Count("pk"), recent=Count("pk", filter=Q(created_at__gte=since)))
+        )
+        destinations = {destination.value: [0, 0] for destination in Destination}
+        reasons = {reason.value: [0, 0] for reason in Reason}
+        for destination, reason, every, recent in rows:
+            for table, key in ((destinations, destination or UNROUTED), (reasons, reason)):
+                if key:
+                    counts = table.setdefault(key, [0, 0])
+                    counts[0] += every
+                    counts[1] += recent
+        described = {
+            "customer_messages": (
+                destinations,
+                "destination",
+                "Customer messages stored, by where the router sent them (unrouted: to the agent who owned the "
+                "conversation)",
+            ),
+            "escalations": (reasons, "reason", "Customer messages escalated from the small model, by reason"),
+        }
+        for name, (table, label, documentation) in described.items():
+            every_family = GaugeMetricFamily(f"tandem_{name}", documentation + ".", labels=[label])
+            recent_family = GaugeMetricFamily(
+                f"tandem_{name}_24h", documentation + ", in the last 24 hours.", labels=[label]
+            )
+            for key, (every, recent) in sorted(table.items()):
+                every_family.add_metric([key], every)
+                recent_family.add_metric([key], recent)
+            yield every_family
+            yield recent_family
+
+    def _waiting(self) -> Iterator[Metric]:
+        rows = {
+            owner: (count, oldest)
+            for owner, count, oldest in Conversation.objects.filter(owner__in=WAITING_OWNERS)
+            .order_by()
+            .values_list("owner")
+            .annotate(count=Count("pk"), oldest=Min("escalated_at"))
+        }
+        now = timezone.now()
+        waiting = GaugeMetricFamily(
+            "tandem_conversations_waiting",
+            "Conversations waiting: for the large model (pending) or for an agent to take them (people).",
+            labels=["owner"],
+        )
+        oldest = GaugeMetricFamily(
+            "tandem_conversations_waiting_oldest_seconds",
+            "How long the longest-waiting conversation has waited since it was escalated.",
+            labels=["owner"],
+        )
+        for owner in WAITING_OWNERS:
+            count, since = rows.get(owner, (0, None))
+            waiting.add_metric([owner.value], count)
+            oldest.add_metric([owner.value], max(0.0, _seconds(now - since)) if since else 0.0)
+        yield waiting
+        yield oldest
+
+    def _large_jobs(self) -> Iterator[Metric]:
+        to_first_token = ExpressionWrapper(F("first_token_at") - F("message__created_at"), output_field=DurationField())
+        to_answer = ExpressionWrapper(F("finished_at") - F("message__created_at"), output_field=DurationField())
+        answered = Q(state=JobState.ANSWERED, finished_at__isnull=False)
+        aggregates: dict[str, Any] = {
+            **{f"state_{state}": Count("pk", filter=Q(state=state)) for state in JobState.values},
+            "first_token_count": Count("pk", filter=Q(first_token_at__isnull=False)),
+            "first_token_sum": Sum("to_first_token"),
+            "answer_count": Count("pk", filter=answered),
+            "answer_sum": Sum("to_answer", filter=answered),
+        }
+        for number, bound in enumerate(LATENCY_BUCKETS):
+            limit = timedelta(seconds=bound)
+            aggregates[f"first_token_{number}"] = Count("pk", filter=Q(to_first_token__lte=limit))
+            aggregates[f"answer_{number}"] = Count("pk", filter=answered & Q(to_answer__lte=limit))
+        figures = LargeJob.objects.annotate(to_first_token=to_first_token, to_answer=to_answer).aggregate(**aggregates)
+
+        jobs = GaugeMetricFamily(
+            "tandem_large_model_jobs",
+            "Large-model jobs by state: queued, started and streaming are the large model's queue.",
+            labels=["state"],
+        )
+        for state in JobState.values:
+            jobs.add_metric([state], figures[f"state_{state}"])
+        yield jobs
+        for key, documentation in (
+            ("first_token", "From a customer's message to the large model's first token."),
+            ("answer", "From a customer's message to the large model's whole answer."),
+        ):
+            name = f"tandem_large_model_{key}_seconds"
+            buckets = [(str(bound), figures[f"{key}_{number}"]) for number, bound in enumerate(LATENCY_BUCKETS)]
+            buckets.append(("+Inf", figures[f"{key}_count"]))
+            yield HistogramMetricFamily(
+                name, documentation, buckets=buckets, sum_value=max(0.0, _seconds(figures[f"{key}_sum"]))
+            )
+
+    def _models(self) -> Iterator[Metric]:
+        try:
+            meta = small_model.current_meta() or {}
+        except (OSError, ValueError):
+            meta = {}
+        yield InfoMetricFamily(
+            "tandem_small_model",
+            "The small model serving (no version: none trained yet).",
+            value={
+                "version": str(meta.get("version", "")),
+                "data_fingerprint": str(meta.get("data_fingerprint", "")),
+                "encoder": str(meta.get("encoder", "")),
+            },
+        )
+        yield InfoMetricFamily(
+            "tandem_large_model",
+            "The large model configured.",
+            value={"model": settings.TANDEM_LLM_MODEL_NAME, "backend": settings.TANDEM_LLM_BACKEND.rsplit(".", 1)[-1]},
+        )
+
+
+registry = CollectorRegistry(auto_describe=False)
+registry.register(TandemCollector())
+
+
+def _token_matches(request: HttpRequest) -> bool:
+    expected = settings.TANDEM_METRICS_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not expected or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    # A scraper acts on status codes; a login form would be scraped as if it were metrics.
+    if not (_token_matches(request) or is_agent(request.user)):
+        if request.user.is_authenticated:
+            return HttpResponse("staff only\n", status=403, content_type="text/plain")
+        response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="tandem-metrics"'
+        return response
+    # The format the scraper asks for (OpenMetrics, or the classic text format), as the library's own
+    # HTTP handlers choose it.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = HttpResponse(encode(registry), content_type=content_type)
+    response["Cache-Control"] = "no-store"
+    return response
