@@ -8,9 +8,14 @@ upset, whether the encoder read all of it) and returns a `Route`.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from rapidfuzz import process
@@ -18,10 +23,102 @@ from rapidfuzz.distance import DamerauLevenshtein
 
 from chatbot.complaint import Complaint
 from chatbot.routes import Destination, Reason
+from chatbot.small import model as small_model
 from chatbot.small.model import ModelNotTrained, Policy, Prediction, get_small_model
 from chatbot.smalltalk import is_small_talk
 
-__all__ = ["Destination", "Reason", "Route", "Reply", "Part", "Signals", "Thresholds", "decide", "asks_for_human"]
+__all__ = [
+    "Destination",
+    "Reason",
+    "Route",
+    "Reply",
+    "Part",
+    "Signals",
+    "Thresholds",
+    "OperatingPoint",
+    "operating_point",
+    "decide",
+    "asks_for_human",
+]
+
+logger = logging.getLogger(__name__)
+
+# Beside the artefacts in TANDEM_SMALL_MODEL_DIR: the confidence threshold an admin chose for one model
+# version (support/tuning writes it, atomically). A file rather than a database row so that this library
+# reads it without importing the support side, and every server process sees a new one on its next
+# message (one stat per call; the JSON is parsed again only when the file changed).
+OPERATING_POINT_FILE = "operating-point.json"
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A confidence threshold chosen for one model version (it never applies to another)."""
+
+    version: str
+    confidence: float
+    # None: the model's trained out-of-scope floor stays.
+    oos_similarity: float | None = None
+    chosen_by: str = ""
+    chosen_at: str = ""
+
+
+_read_lock = threading.Lock()
+_read: tuple[tuple[str, int, int, int], OperatingPoint | None] | None = None
+
+
+def operating_point(directory: Path | None = None) -> OperatingPoint | None:
+    """The chosen operating point in the model folder, if any (whatever version it is for)."""
+    global _read
+    path = Path(directory or settings.TANDEM_SMALL_MODEL_DIR) / OPERATING_POINT_FILE
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    # The inode changes on every atomic replace, so a rewrite within the clock's resolution is seen too.
+    key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    cached = _read
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with _read_lock:
+        try:
+            raw = json.loads(path.read_text())
+            point: OperatingPoint | None = OperatingPoint(
+                version=str(raw["version"]),
+                confidence=float(raw["confidence"]),
+                oos_similarity=None if raw.get("oos_similarity") is None else float(raw["oos_similarity"]),
+                chosen_by=str(raw.get("chosen_by", "")),
+                chosen_at=str(raw.get("chosen_at", "")),
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # A damaged file must not stop the router: the trained thresholds serve, loudly.
+            logger.error("Ignoring %s: %s", path, exc)
+            point = None
+        _read = (key, point)
+        return point
+
+
+def write_operating_point(point: OperatingPoint | None, directory: Path | None = None) -> None:
+    """Replace the operating point atomically (None removes it: the trained thresholds serve)."""
+    folder = Path(directory or settings.TANDEM_SMALL_MODEL_DIR)
+    path = folder / OPERATING_POINT_FILE
+    if point is None:
+        path.unlink(missing_ok=True)
+        return
+    staging = folder / f".{OPERATING_POINT_FILE}-{os.getpid()}-{threading.get_ident()}"
+    staging.write_text(json.dumps(point.__dict__, indent=2))
+    # A reader sees the old file or the new one, never half of one.
+    staging.replace(path)
+
+
+def _serving_version(trained: Policy) -> str | None:
+    """The version of the model this process serves, when `trained` is its policy (what route_many
+    passes); None for a model loaded apart (a candidate being compared)."""
+    loaded = small_model._loaded
+    if loaded is not None and loaded.policy is trained:
+        return loaded.version
+    return None
 
 
 @dataclass(frozen=True)
@@ -33,21 +130,43 @@ class Thresholds:
     routes: Mapping[Reason, Destination] = field(default_factory=lambda: dict(settings.TANDEM_ROUTES))
     # The knowledge base's language: messages in another one go to the large model.
     language: str = "en"
+    # Where the confidence threshold came from: "settings", "operating point" (an admin's choice for
+    # this model version), "trained" or "default".
+    source: str = "trained"
 
     @classmethod
-    def current(cls, trained: Policy | None = None) -> Thresholds:
-        """The thresholds trained with the model in use (or the ones given), unless settings fix them."""
+    def current(cls, trained: Policy | None = None, version: str | None = None) -> Thresholds:
+        """The thresholds in force for the model in use (or the policy given, of model `version`).
+
+        Settings in the environment win; then the operating point an admin chose for this very model
+        version (support/tuning); then the thresholds trained with the model; then the defaults."""
         if trained is None:
             try:
-                trained = get_small_model().policy
+                model = get_small_model()
             except ModelNotTrained:
-                trained = None
+                pass
+            else:
+                trained, version = model.policy, model.version
+        elif version is None:
+            version = _serving_version(trained)
+        chosen = operating_point() if version is not None else None
+        if chosen is not None and chosen.version != version:
+            chosen = None
         confidence = settings.TANDEM_CONFIDENCE_THRESHOLD
+        source = "settings"
         if confidence is None:
-            confidence = trained.confidence_threshold if trained else DEFAULT_CONFIDENCE
+            if chosen is not None:
+                confidence, source = chosen.confidence, "operating point"
+            elif trained:
+                confidence, source = trained.confidence_threshold, "trained"
+            else:
+                confidence, source = DEFAULT_CONFIDENCE, "default"
         similarity = settings.TANDEM_OOS_SIMILARITY
         if similarity is None:
-            similarity = trained.oos_similarity if trained else DEFAULT_OOS_SIMILARITY
+            if chosen is not None and chosen.oos_similarity is not None:
+                similarity = chosen.oos_similarity
+            else:
+                similarity = trained.oos_similarity if trained else DEFAULT_OOS_SIMILARITY
         return cls(
             confidence=confidence,
             oos_similarity=similarity,
@@ -55,6 +174,7 @@ class Thresholds:
             human_intents=frozenset(settings.TANDEM_HUMAN_INTENTS),
             routes=dict(settings.TANDEM_ROUTES),
             language=settings.TANDEM_KB_LANGUAGE,
+            source=source,
         )
 
     def confident(self, prediction: Prediction) -> bool:

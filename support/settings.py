@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "support.knowledge",
     "support.review",
     "support.analytics",
+    "support.tuning",
     "chatbot",
 ]
 
@@ -276,6 +277,11 @@ TANDEM_OOS_IN_SCOPE_LOSS = envfloat("TANDEM_OOS_IN_SCOPE_LOSS", 0.02, minimum=0.
 # Fixed values override the trained ones.
 TANDEM_CONFIDENCE_THRESHOLD = envoptfloat("TANDEM_CONFIDENCE_THRESHOLD", minimum=0.0, maximum=1.0)
 TANDEM_OOS_SIMILARITY = envoptfloat("TANDEM_OOS_SIMILARITY", minimum=-1.0, maximum=1.0)
+# An admin may choose another confidence threshold for the serving model on /console/operating-point/
+# (support/tuning): it is kept in TANDEM_SMALL_MODEL_DIR/operating-point.json for that model version only,
+# and the two settings above still win. Its curve is drawn on agents' labels the model never learnt
+# from; with fewer than this many, the knowledge base's rows it was not trained on are added.
+TANDEM_OPERATING_POINT_MIN_LABELS = envint("TANDEM_OPERATING_POINT_MIN_LABELS", 200, minimum=0)
 TANDEM_SENSITIVE_INTENTS = envlist(
     "TANDEM_SENSITIVE_INTENTS",
     ["unauthorised-charge", "close-account", "delete-personal-data", "injury-or-safety-issue"],

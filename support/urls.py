@@ -10,6 +10,7 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     path("review/", include("support.review.urls")),
     path("model/", include("support.knowledge.urls")),
+    path("console/operating-point/", include("support.tuning.urls")),
     path("", include("support.analytics.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

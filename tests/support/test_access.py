@@ -83,6 +83,10 @@ RULES: dict[str, dict[str, str]] = {
     "console-intents": AGENTS_ONLY,
     "console-conversations": AGENTS_ONLY,
     "console-export": AGENTS_ONLY,
+    # The router's operating point: an admin's (agents are sent to log in as one).
+    "operating-point": ADMINS_ONLY,
+    "operating-point-choose": ADMINS_ONLY,
+    "operating-point-revert": ADMINS_ONLY,
     "login": EVERYONE,
     "logout": EVERYONE,
     "password_change": SIGNED_IN,
