@@ -134,27 +134,29 @@ def compute_stats(date_from: date, date_to: date) -> dict[str, Any]:
 
     `baseline_all_large_usd`: see BASELINE_METHOD. `savings_usd` is that baseline minus the real total.
     """
-    total: dict[str, Any] = {}
-    for row in rollups.hours(date_from, date_to):
-        rollups.add(total, row.figures)
-    per_message, large_model = baseline_per_message(total.get("large_answers", [0, 0, 0]))
-    return {
-        "from": date_from.isoformat(),
-        "to": date_to.isoformat(),
-        **summary(total, per_message),
-        "large_model": large_model,
-    }
+    return report(date_from, date_to)[0]
 
 
 def series(date_from: date, date_to: date, step: str) -> list[dict[str, Any]]:
     """The same figures per hour or per day ("hour" / "day", in settings.TIME_ZONE) over the range,
     every bucket present (zeros where nothing happened). The baseline's estimate per message is the
     range's, so the buckets' baselines add up to the range's."""
+    return report(date_from, date_to, step)[1]
+
+
+def report(date_from: date, date_to: date, step: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(compute_stats, series) from one read of the rollups (no series without a step)."""
     rows = rollups.hours(date_from, date_to)
     total: dict[str, Any] = {}
     for row in rows:
-        rollups.add(total, {"large_answers": row.figures.get("large_answers", [0, 0, 0])})
-    per_message, _ = baseline_per_message(total.get("large_answers", [0, 0, 0]))
+        rollups.add(total, row.figures)
+    per_message, large_model = baseline_per_message(total.get("large_answers", [0, 0, 0]))
+    stats = {
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        **summary(total, per_message),
+        "large_model": large_model,
+    }
     buckets: dict[str, dict[str, Any]] = {}
     if step == "hour":
         first, end = rollups.day_hours(date_from)[0], rollups.day_hours(date_to)[1]
@@ -164,14 +166,14 @@ def series(date_from: date, date_to: date, step: str) -> list[dict[str, Any]]:
             hour += rollups.HOUR
         for row in rows:
             rollups.add(buckets[timezone.localtime(row.hour).strftime("%Y-%m-%d %H:00")], row.figures)
-    else:
+    elif step == "day":
         day = date_from
         while day <= date_to:
             buckets[day.isoformat()] = {}
             day += timedelta(days=1)
         for row in rows:
             rollups.add(buckets[rollups.local_day(row.hour).isoformat()], row.figures)
-    return [{"start": start, **summary(figures, per_message)} for start, figures in buckets.items()]
+    return stats, [{"start": start, **summary(figures, per_message)} for start, figures in buckets.items()]
 
 
 SMALL_TALK = "small talk"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +27,7 @@ from support.analytics.stats import (
     compute_stats,
     day_bounds,
     parse_range,
+    report,
     series,
 )
 from support.conversations.models import Conversation, Message, Role, Tier
@@ -55,6 +56,8 @@ def _pct(share: float) -> str:
 
 
 STEPS = ("day", "hour")
+# The numbers behind the charts are listed on the page up to this many buckets (the CSV has them all).
+NUMBERS_SHOWN = 100
 # The hourly series is offered for ranges up to this many days (more would draw thousands of bars).
 HOURLY_DAYS = 31
 
@@ -92,9 +95,8 @@ def console(request: HttpRequest) -> HttpResponse:
         context["error"] = str(exc)
         return render(request, "analytics/console.html", context, status=400)
 
-    stats = compute_stats(date_from, date_to)
     step = _step(request, date_from, date_to)
-    buckets = series(date_from, date_to, step)
+    stats, buckets = report(date_from, date_to, step)
     messages = stats["messages"]
     query = _range_query(date_from, date_to)
     context.update(
@@ -103,7 +105,8 @@ def console(request: HttpRequest) -> HttpResponse:
         date_to=stats["to"],
         step=step,
         steps=STEPS,
-        series=buckets,
+        series=buckets if len(buckets) <= NUMBERS_SHOWN else [],
+        buckets=len(buckets),
         chart=_chart(buckets, stats),
         range_query=query,
         json_url=f"{reverse('stats-api')}?{query}",
@@ -284,6 +287,24 @@ def conversations(request: HttpRequest) -> HttpResponse:
     return render(request, "analytics/conversations.html", context)
 
 
+def _conversation_rows(request: HttpRequest, date_from: Any, date_to: Any) -> Iterator[tuple[Any, ...]]:
+    """The conversation list as CSV rows (filtered as the page filters them)."""
+    zone = timezone.get_default_timezone()
+    yield ("conversation", "started", "state", "customer_messages", "with_people", "cost_usd")
+    found = _conversations(request, date_from, date_to).values_list(  # type: ignore[misc]  # annotated there
+        "pk", "created_at", "owner", "customer_messages", "handled_by_people", "cost"
+    )
+    for pk, started, owner, count, people, cost in found.iterator(chunk_size=5000):
+        yield (
+            str(pk),
+            started.astimezone(zone).isoformat(timespec="seconds"),
+            owner,
+            count or 0,
+            "yes" if people else "no",
+            cost or 0,
+        )
+
+
 EXPORTS = ("summary", "series", "reasons", "intents", "conversations")
 
 
@@ -320,26 +341,10 @@ def export(request: HttpRequest, table: str) -> HttpResponseBase:
         keys += ["checked", "accuracy"]
         rows = [keys, *([row[key] if row[key] is not None else "" for key in keys] for row in found)]
     else:
-        zone = timezone.get_default_timezone()
-        rows = [
-            ("conversation", "started", "state", "customer_messages", "with_people", "cost_usd"),
-            *(
-                (
-                    str(pk),
-                    started.astimezone(zone).isoformat(timespec="seconds"),
-                    owner,
-                    count or 0,
-                    "yes" if people else "no",
-                    cost or 0,
-                )
-                for pk, started, owner, count, people, cost in _conversations(request, date_from, date_to).values_list(  # type: ignore[misc]  # annotated in _conversations
-                    "pk", "created_at", "owner", "customer_messages", "handled_by_people", "cost"
-                )
-            ),
-        ]
+        rows = _conversation_rows(request, date_from, date_to)
     name = f"tandem-{table}-{date_from.isoformat()}-{date_to.isoformat()}.csv"
     return StreamingHttpResponse(
-        (_csv_line(row) for row in rows),
+        _csv_chunks(rows),
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
@@ -351,6 +356,18 @@ class _Line:
 
 
 _writer = csv.writer(_Line())
+
+
+def _csv_chunks(rows: Iterable[Iterable[Any]], lines: int = 2000) -> Iterator[str]:
+    """The CSV text in chunks of `lines` rows (one chunk per row would cost more than the rows)."""
+    chunk: list[str] = []
+    for row in rows:
+        chunk.append(_csv_line(row))
+        if len(chunk) >= lines:
+            yield "".join(chunk)
+            chunk = []
+    if chunk:
+        yield "".join(chunk)
 
 
 def _csv_line(row: Iterable[Any]) -> str:
