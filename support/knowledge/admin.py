@@ -62,6 +62,7 @@ class ArticleForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Article
         fields = ("slug", "title", "answer", "tags")
+        widgets = {"tags": forms.TextInput(attrs={"size": 60})}
         help_texts = {
             "slug": "The small model's intent label: lowercase letters, digits and hyphens. It cannot be changed "
             "once the article exists.",

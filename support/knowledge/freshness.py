@@ -19,10 +19,7 @@ from support.knowledge.loader import training_examples
 
 logger = logging.getLogger(__name__)
 
-OUT_OF_DATE = (
-    "The knowledge base changed since the serving model was trained (or agents labelled more messages) "
-    "— train a new one."
-)
+OUT_OF_DATE = "The knowledge base or the agents' labels changed since the serving model was trained — train a new one."
 NO_MODEL = "No small model serves yet — train one."
 
 
