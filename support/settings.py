@@ -384,6 +384,14 @@ CELERY_WORKER_CONCURRENCY = TANDEM_LLM_CONCURRENCY
 TANDEM_LLM_FIRST_TOKEN_SECONDS = envint("TANDEM_LLM_FIRST_TOKEN_SECONDS", 30, minimum=0)
 # How often the sweeps look for late and lost large-model jobs (Celery beat).
 TANDEM_LLM_SWEEP_SECONDS = envfloat("TANDEM_LLM_SWEEP_SECONDS", 5.0, minimum=0.5)
+# The cost of people in the console: agents' time on a conversation (support/analytics/rollups.py
+# agent_seconds: actions less than TANDEM_AGENT_IDLE_SECONDS apart are one stretch of work, each stretch
+# plus TANDEM_AGENT_READ_SECONDS to read up) priced at TANDEM_AGENT_HOUR_USD an hour; a message no agent
+# answered in the range is priced, for the all-people comparison, at TANDEM_AGENT_SECONDS_PER_MESSAGE.
+TANDEM_AGENT_HOUR_USD = envfloat("TANDEM_AGENT_HOUR_USD", 30.0, minimum=0.0)
+TANDEM_AGENT_IDLE_SECONDS = envint("TANDEM_AGENT_IDLE_SECONDS", 600, minimum=1)
+TANDEM_AGENT_READ_SECONDS = envint("TANDEM_AGENT_READ_SECONDS", 60, minimum=0)
+TANDEM_AGENT_SECONDS_PER_MESSAGE = envint("TANDEM_AGENT_SECONDS_PER_MESSAGE", 180, minimum=1)
 # The console's rollups: stale hours rebuilt every minute (the console also rebuilds before it reads).
 CELERY_BEAT_SCHEDULE["refresh-rollups"] = {"task": "support.analytics.tasks.refresh_rollups", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["sweep-large-jobs"] = {

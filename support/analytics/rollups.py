@@ -6,9 +6,9 @@ agent said about it (spot checks). Conversations count in the hour they started.
 function of the messages of its hour, and any change to one of them — a new message, an answer
 arriving minutes later, a label given next week, a conversation deleted — marks that hour stale
 (StaleHour, from the signal receivers at the bottom, which every save and delete of a message, label
-or conversation goes through). `refresh()` rebuilds stale hours from the messages, and the day-and-
-intent rows of the days they fall in; the console calls it before it reads, and the beat schedule
-every minute, so what the console shows is always what the messages say.
+or conversation, and every note or hand-back, goes through). `refresh()` rebuilds stale hours from the
+messages, and the day-and-intent rows of the days they fall in; the console calls it before it reads,
+and the beat schedule every minute, so what the console shows is always what the messages say.
 
 Hours are UTC hours; days are calendar days in settings.TIME_ZONE, made of the hours that start in
 them (exact for every zone whose offset is a whole number of hours). After changing TIME_ZONE, run
@@ -100,6 +100,12 @@ def _conversation_deleted(instance: Conversation, **_: Any) -> None:
     mark([instance.created_at])
 
 
+def _conversation_work(instance: Any, **_: Any) -> None:
+    """A note, or a hand-back or close (system event): the agent's time on the conversation changed."""
+    if getattr(instance, "type", "system") == "system":
+        mark(Conversation.objects.filter(pk=instance.conversation_id).values_list("created_at", flat=True))
+
+
 def connect() -> None:
     from support.review.models import Label
 
@@ -107,6 +113,11 @@ def connect() -> None:
         signal.connect(_message_saved, sender=Message, dispatch_uid=f"rollups-message-{signal}")
         signal.connect(_label_saved, sender=Label, dispatch_uid=f"rollups-label-{signal}")
     post_delete.connect(_conversation_deleted, sender=Conversation, dispatch_uid="rollups-conversation")
+    from support.conversations.models import Event
+    from support.review.models import Note
+
+    for sender in (Event, Note):
+        post_save.connect(_conversation_work, sender=sender, dispatch_uid=f"rollups-work-{sender.__name__}")
 
 
 # Building ---------------------------------------------------------------------------------------------
@@ -195,6 +206,39 @@ def _conversations(start: datetime, end: datetime) -> list[int]:
     return [counts["started"], counts["people"]]
 
 
+def agent_seconds(conversations: QuerySet[Conversation]) -> int:
+    """How long agents worked on these conversations, from what the desk stored: their replies, drafts
+    they sent or rejected, internal notes, hand-backs and closes. Consecutive actions on a conversation
+    less than TANDEM_AGENT_IDLE_SECONDS apart are one stretch of work (the time between them counts);
+    each stretch also counts TANDEM_AGENT_READ_SECONDS for reading up before its first action."""
+    from django.conf import settings
+
+    from support.conversations.models import Event
+    from support.review.models import Note
+
+    ids = conversations.values("pk")
+    moments: dict[Any, list[datetime]] = {}
+    for query in (
+        Message.objects.filter(conversation__in=ids, role=Role.AGENT).values_list("conversation_id", "created_at"),
+        Message.objects.filter(conversation__in=ids, reviewed_at__isnull=False).values_list(
+            "conversation_id", "reviewed_at"
+        ),
+        Note.objects.filter(conversation__in=ids).values_list("conversation_id", "created_at"),
+        Event.objects.filter(conversation__in=ids, type="system").values_list("conversation_id", "created_at"),
+    ):
+        for conversation, moment in query:
+            moments.setdefault(conversation, []).append(moment)
+    idle, read = settings.TANDEM_AGENT_IDLE_SECONDS, settings.TANDEM_AGENT_READ_SECONDS
+    total = 0.0
+    for times in moments.values():
+        times.sort()
+        total += read
+        for before, after in zip(times, times[1:], strict=False):
+            gap = (after - before).total_seconds()
+            total += gap if gap <= idle else read
+    return round(total)
+
+
 def _customer(start: datetime, end: datetime) -> QuerySet[Message]:
     return Message.objects.filter(role=Role.CUSTOMER, created_at__gte=start, created_at__lt=end)
 
@@ -207,6 +251,9 @@ def rebuild_hour(hour: datetime) -> None:
         return
     figures = figures or {}
     figures["conversations"] = conversations
+    figures["agent_seconds"] = agent_seconds(
+        Conversation.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR)
+    )
     HourRollup.objects.bulk_create(
         [HourRollup(hour=hour, figures=figures, computed_at=timezone.now())],
         update_conflicts=True,

@@ -100,8 +100,23 @@ def baseline_per_message(large_answers: list[int]) -> tuple[Decimal, str]:
     return costs.cost_usd(model, tokens_in, tokens_out), model
 
 
-def summary(figures: dict[str, Any], per_message: Decimal) -> dict[str, Any]:
-    """The console's figures for one sum of rollups (a range, an hour or a day)."""
+def people_seconds_per_message(figures: dict[str, Any]) -> float:
+    """Agents' seconds per customer message they answered in these figures (else the setting): what the
+    all-people comparison prices every message at."""
+    answered = figures.get("answered", {}).get("agent", 0)
+    if answered and figures.get("agent_seconds"):
+        return float(figures["agent_seconds"]) / answered
+    return float(settings.TANDEM_AGENT_SECONDS_PER_MESSAGE)
+
+
+def _people_usd(seconds: float) -> Decimal:
+    return Decimal(str(seconds)) * Decimal(str(settings.TANDEM_AGENT_HOUR_USD)) / 3600
+
+
+def summary(figures: dict[str, Any], per_message: Decimal, people_per_message: float = 0.0) -> dict[str, Any]:
+    """The console's figures for one sum of rollups (a range, an hour or a day). `per_message`: a
+    message's large-model cost for the all-large baseline; `people_per_message`: agents' seconds on a
+    message for the all-people one."""
     messages: int = figures.get("messages", 0)
     answered = {str(tier): figures.get("answered", {}).get(str(tier), 0) for tier in _TIERS}
     delivered = sum(answered.values())
@@ -113,6 +128,9 @@ def summary(figures: dict[str, Any], per_message: Decimal) -> dict[str, Any]:
     baseline = cost["large"] + per_message * max(messages - large_count, 0)
     started, with_people = figures.get("conversations", [0, 0])
     destinations = {name: figures.get("destinations", {}).get(name, 0) for name in rollups.DESTINATIONS}
+    agent_seconds = figures.get("agent_seconds", 0)
+    people_usd = _people_usd(agent_seconds)
+    with_people_usd = total_usd + people_usd
     return {
         "messages": messages,
         "answered": answered,
@@ -125,6 +143,12 @@ def summary(figures: dict[str, Any], per_message: Decimal) -> dict[str, Any]:
         "baseline_all_large_usd": _usd(baseline),
         "savings_usd": _usd(baseline - total_usd),
         "conversations": {"started": started, "with_people": with_people, "bot_only": started - with_people},
+        # People priced by their time (TANDEM_AGENT_HOUR_USD): models and people together, per
+        # conversation, and against every message answered by a person.
+        "people": {"agent_seconds": agent_seconds, "usd": _usd(people_usd)},
+        "cost_with_people_usd": _usd(with_people_usd),
+        "cost_per_conversation_usd": _usd(with_people_usd / started) if started else 0.0,
+        "all_people_usd": _usd(_people_usd(people_per_message * messages)),
     }
 
 
@@ -151,10 +175,11 @@ def report(date_from: date, date_to: date, step: str | None = None) -> tuple[dic
     for row in rows:
         rollups.add(total, row.figures)
     per_message, large_model = baseline_per_message(total.get("large_answers", [0, 0, 0]))
+    people_per_message = people_seconds_per_message(total)
     stats = {
         "from": date_from.isoformat(),
         "to": date_to.isoformat(),
-        **summary(total, per_message),
+        **summary(total, per_message, people_per_message),
         "large_model": large_model,
     }
     buckets: dict[str, dict[str, Any]] = {}
@@ -173,7 +198,9 @@ def report(date_from: date, date_to: date, step: str | None = None) -> tuple[dic
             day += timedelta(days=1)
         for row in rows:
             rollups.add(buckets[rollups.local_day(row.hour).isoformat()], row.figures)
-    return stats, [{"start": start, **summary(figures, per_message)} for start, figures in buckets.items()]
+    return stats, [
+        {"start": start, **summary(figures, per_message, people_per_message)} for start, figures in buckets.items()
+    ]
 
 
 SMALL_TALK = "small talk"

@@ -119,6 +119,10 @@ def console(request: HttpRequest) -> HttpResponse:
             for tier, count in stats["answered"].items()
         ],
         escalation_pct=_pct(stats["escalation_rate"]),
+        agent_hours=f"{stats['people']['agent_seconds'] / 3600:.1f}",
+        agent_hour_usd=f"{settings.TANDEM_AGENT_HOUR_USD:g}",
+        idle_minutes=f"{settings.TANDEM_AGENT_IDLE_SECONDS / 60:g}",
+        read_seconds=settings.TANDEM_AGENT_READ_SECONDS,
         escalated=sum(stats["escalations_by_reason"].values()),
         reasons=[
             {"reason": reason, "count": n, "pct": _pct(n / messages if messages else 0.0)}

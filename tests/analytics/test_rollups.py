@@ -180,3 +180,24 @@ def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(pr
 
 def _intents(span: tuple[date, date]) -> dict[tuple[str, str], Any]:
     return {(row.day.isoformat(), row.intent): row.figures for row in rollups.intent_days(*span)}
+
+
+def test_agents_time_is_priced_from_their_actions_on_the_desk(prices: None, settings: Any) -> None:
+    """Replies and a note minutes apart are one stretch of work; a note added a day later is another,
+    and it changes the figures of the day the conversation started."""
+    settings.TANDEM_AGENT_HOUR_USD = 36.0
+    from support.review.models import Note
+
+    conversation = conversation_at(at(11, 9))
+    question = make(conversation, at(11, 9, 1), Role.CUSTOMER, destination="people")
+    answer(question, at(11, 9, 5), Tier.AGENT)  # starts a stretch: 60 s to read up
+    answer(question, at(11, 9, 8), Tier.AGENT)  # 3 minutes later: +180 s
+    stats = compute_stats(*DAY)
+    assert stats["people"] == {"agent_seconds": 240, "usd": 2.4}
+    assert stats["cost_with_people_usd"] == 2.4 and stats["cost_per_conversation_usd"] == 2.4
+    note = Note.objects.create(conversation=conversation, text="Customer called back.")
+    Note.objects.filter(pk=note.pk).update(created_at=at(12, 9))
+    rollups.mark([conversation.created_at])  # the update above bypasses the signal; the create did not
+    assert compute_stats(*DAY)["people"]["agent_seconds"] == 300
+    # All people: every message at the agents' seconds per message they answered (one message, 300 s).
+    assert compute_stats(*DAY)["all_people_usd"] == 3.0

@@ -37,6 +37,13 @@ def test_every_key_over_a_known_range(traffic: None) -> None:
         "destinations": {"small": 2, "large": 3, "people": 1},
         "share_destinations": {"small": 2 / 6, "large": 3 / 6, "people": 1 / 6},
         "conversations": {"started": 1, "with_people": 1, "bot_only": 0},
+        # Agents replied on 12 March at 09:02 and 10:05 and on 13 March (the conversation started in the
+        # range): three stretches of work over an hour apart, 60 s each to read up, at $30 an hour.
+        "people": {"agent_seconds": 180, "usd": 1.5},
+        "cost_with_people_usd": 1.50213,
+        "cost_per_conversation_usd": 1.50213,
+        # Every message answered by a person at the range's 90 s per agent-answered message.
+        "all_people_usd": 4.5,
     }
     # Sorted by count, then by name.
     assert list(stats["escalations_by_reason"]) == ["low_confidence", "out_of_scope", "sensitive"]
