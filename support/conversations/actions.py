@@ -8,6 +8,7 @@ reconnecting widget can fetch from the database exactly what it missed.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,10 +36,12 @@ from support.conversations.models import (
     LargeJob,
     Message,
     Owner,
+    Rating,
     ReviewState,
     Role,
     Tier,
 )
+from support.conversations.protocol import rated_frame
 from support.knowledge import answers
 from support.permissions import is_admin, is_agent
 
@@ -218,6 +221,7 @@ def post_customer_message(
     routed: Routed | None,
     socket: str | None = None,
     large_allowed: bool = True,
+    received_at: float | None = None,
 ) -> Posted:
     """Store a customer's message and act on its route: the small tier's answers, or an escalation.
 
@@ -225,10 +229,12 @@ def post_customer_message(
     transaction: the server does it in micro-batches), or None when `routing_context` said people own
     the conversation and the message was not classified. `large_allowed` False: flood control refused
     the client another large-model job, so a question for the large model goes to people. A client id
-    already stored for this conversation returns the original ack and does nothing else.
+    already stored for this conversation returns the original ack and does nothing else. `received_at`:
+    when the chat socket received the frame (time.monotonic() in this process), from which the small
+    tier's answers measure their latency (Message.latency_ms).
     """
     try:
-        return _store_customer_message(conversation_id, client_id, text, routed, socket, large_allowed)
+        return _store_customer_message(conversation_id, client_id, text, routed, socket, large_allowed, received_at)
     except IntegrityError:
         # Sent again (a retry after a lost ack, or the same id racing in on another socket): the unique
         # (conversation, client_id) constraint refused it and the whole transaction rolled back. Checking
@@ -246,6 +252,7 @@ def _store_customer_message(
     routed: Routed | None,
     socket: str | None,
     large_allowed: bool,
+    received_at: float | None,
 ) -> Posted:
     # The hot path of every routine answer: one SELECT, two INSERTs of messages, one UPDATE of the
     # conversation and one INSERT of both events (the article's answer comes from a cache).
@@ -294,7 +301,7 @@ def _store_customer_message(
         )
         ack = events.add("ack", {"id": client_id, "text": text})
         if replies is not None:
-            stored = tuple(_answer_small(conversation, message, replies, routed.input_tokens, events))
+            stored = tuple(_answer_small(conversation, message, replies, routed.input_tokens, events, received_at))
         else:
             assert reason is not None
             stored = (_escalate(conversation, message, reason, destination, events),)
@@ -332,6 +339,7 @@ def _answer_small(
     replies: list[tuple[str, float, str]],
     input_tokens: int,
     events: _Events,
+    received_at: float | None,
 ) -> list[dict[str, Any]]:
     """One answer per part, in order; the encoder's tokens (and so the cost) are counted on the first."""
     model = settings.TANDEM_SMALL_MODEL_NAME
@@ -349,12 +357,18 @@ def _answer_small(
             model_name=model,
             input_tokens=tokens,
             cost_usd=costs.cost_usd(model, tokens, 0),
+            latency_ms=None if received_at is None else _ms(time.monotonic() - received_at),
         )
         fields = _answer_fields(answer)
         if len(replies) > 1:
             fields.update(part=number, parts=len(replies))
         stored.append(events.add("answer", fields))
     return stored
+
+
+def _ms(seconds: float) -> int:
+    """A duration in whole milliseconds, never negative (clocks of two machines may disagree a little)."""
+    return max(0, round(seconds * 1000))
 
 
 def _escalate(
@@ -517,6 +531,7 @@ def store_large_answer(
         if Message.objects.filter(reply_to=message, tier=Tier.LARGE).exists():
             return None
         deliver = _deliverable(conversation, message)
+        first_token_at = LargeJob.objects.filter(pk=message_id).values_list("first_token_at", flat=True).first()
         answer = Message.objects.create(
             conversation=conversation,
             role=Role.BOT,
@@ -530,6 +545,8 @@ def store_large_answer(
             delivered=deliver,
             sources=sources or [],
             review_state="" if deliver else ReviewState.WAITING,
+            latency_ms=_ms((timezone.now() - message.created_at).total_seconds()),
+            first_token_ms=_ms((first_token_at - message.created_at).total_seconds()) if first_token_at else None,
         )
         _finish_job(message_id, JobState.ANSWERED)
         if deliver:
@@ -699,6 +716,8 @@ def post_agent_reply(conversation_id: uuid.UUID, agent: User, text: str, reply_t
             author=agent,
             reply_to=reply_to,
             text=text,
+            # The agent's response time to the message replied to.
+            latency_ms=_ms((timezone.now() - reply_to.created_at).total_seconds()) if reply_to else None,
         )
         conversation.escalated_at = None
         conversation.save(update_fields=["escalated_at", "updated_at"])
@@ -829,6 +848,63 @@ def hand_back(conversation_id: uuid.UUID, agent: User) -> Conversation:
 def close(conversation_id: uuid.UUID, agent: User) -> Conversation:
     """Closed; a customer who writes again reopens it with the bot."""
     return _release(conversation_id, agent, Owner.CLOSED, "closed", notices.CLOSED)
+
+
+# --- customer satisfaction ----------------------------------------------------------------------------------
+
+
+def rate(
+    conversation_id: uuid.UUID,
+    client_id: str,
+    reply_to: str | None,
+    score: int,
+    comment: str,
+    socket: str | None = None,
+) -> dict[str, Any]:
+    """The customer's thumbs up (+1) or down (-1), with an optional comment, on the answers to their
+    message `reply_to` (its client id), or on the whole conversation (`reply_to` None). One rating per
+    (conversation, message): a later one replaces the earlier score and comment. Refused for a message
+    that is not this conversation's customer's, or has no answer yet. Returns the not-stored `rated`
+    frame for the socket that sent it (`socket`); the conversation's other sockets get it on commit.
+    The caller validated the frame (protocol.parse_client_frame)."""
+    assert score in (1, -1)
+    with transaction.atomic():
+        # Locked, so two ratings of the same answer (two tabs) replace each other instead of colliding.
+        conversation = _locked(conversation_id)
+        message = None
+        delivered = Message.objects.filter(conversation=conversation, delivered=True).exclude(role=Role.CUSTOMER)
+        if reply_to is not None:
+            message = Message.objects.filter(conversation=conversation, role=Role.CUSTOMER, client_id=reply_to).first()
+            if message is None:
+                raise ConversationError("unknown_message", "There is no message of yours with that id to rate.")
+            delivered = delivered.filter(reply_to=message)
+        answer = delivered.order_by("-created_at", "-id").first()
+        if message is not None and answer is None:
+            raise ConversationError("not_answered", "That message has no answer to rate yet.")
+        Rating.objects.update_or_create(
+            conversation=conversation,
+            message=message,
+            defaults={
+                "answer": answer,
+                "score": score,
+                "comment": comment,
+                "tier": answer.tier if answer else "",
+                "destination": message.destination if message else "",
+            },
+        )
+        _notify_staff(conversation.id, "rated")
+        shared = rated_frame(None, reply_to, score, comment)
+        transaction.on_commit(lambda: broadcast.send_to_conversation(conversation.id, shared, skip=socket))
+    return rated_frame(client_id, reply_to, score, comment)
+
+
+def ratings_of(conversation_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The conversation's ratings as `rated` frames (id null), for a page that replays the conversation."""
+    ratings = Rating.objects.filter(conversation_id=conversation_id).select_related("message").order_by("updated_at")
+    return [
+        rated_frame(None, rating.message.client_id if rating.message else None, rating.score, rating.comment)
+        for rating in ratings
+    ]
 
 
 # --- privacy ------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,6 +24,7 @@ from support.conversations.protocol import (
     SERVER_ERROR,
     SUBPROTOCOL,
     CustomerMessage,
+    CustomerRating,
     FrameError,
     error_frame,
     parse_after,
@@ -103,6 +105,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._send(session_frame(str(session.conversation_id), session.token))
         self.last_seq = after if session.resumed else 0
         await self._send_backlog()
+        if session.resumed and after == 0:
+            # A fresh page replays the whole conversation: it also shows which answers were rated.
+            for frame in await database_sync_to_async(actions.ratings_of)(self.conversation_id):
+                await self._send(frame)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -113,11 +119,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not hasattr(self, "conversation_id") or self.closing:
             return  # a refused or closing connection: nothing of it is handled
+        # The small tier's answer time counts from here (Message.latency_ms): what the customer waits.
+        received_at = time.monotonic()
         if flood.blocked_here(self.address):
             # Another socket of this address was closed for ignoring retry_after: so is this one.
             await self._close(POLICY_VIOLATION)
             return
-        # Every frame counts against the rates, malformed ones too.
+        # Every frame counts against the rates, malformed ones and ratings too.
         waited = await flood.message_allowed(self.rate, self.address)
         await flood.connection_used(self.channel_name, self.address)
         try:
@@ -137,22 +145,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.rate.accepted()
         try:
             async with flood.turn(self.address):
-                await self._receive_message(frame)
+                if isinstance(frame, CustomerRating):
+                    await self._receive_rating(frame)
+                else:
+                    await self._receive_message(frame, received_at)
         except Exception:
             # Whatever went wrong, this socket stays open and the customer hears about it; the message
             # is stored at most once (its id makes a retry idempotent), so sending it again is safe.
             logger.exception("A customer message failed in conversation %s", self.conversation_id)
             await self._send(error_frame(SERVER_ERROR, "Something went wrong; please send it again.", frame.client_id))
 
-    async def _receive_message(self, message: CustomerMessage) -> None:
+    async def _receive_message(self, message: CustomerMessage, received_at: float) -> None:
         context = await database_sync_to_async(actions.routing_context)(self.conversation_id)
         # Classified only while the bot answers this conversation (people answer it otherwise).
         routed = await self._route(message.text, context.language) if context.bot_answers else None
-        posted = await self._post(message, routed)
+        posted = await self._post(message, routed, received_at)
         if posted.needs_routing:
             # An agent handed the conversation back in between: the bot answers after all.
             routed = await self._route(message.text, context.language)
-            posted = await self._post(message, routed)
+            posted = await self._post(message, routed, received_at)
         if posted.duplicate:
             # Only this socket asked again; the stored ack is not a new event for the others.
             await self._send(posted.ack)
@@ -161,12 +172,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for frame in posted.events:
             await self._deliver(frame)
 
-    async def _post(self, message: CustomerMessage, routed: Routed | None) -> actions.Posted:
+    async def _post(self, message: CustomerMessage, routed: Routed | None, received_at: float) -> actions.Posted:
         post = database_sync_to_async(actions.post_customer_message)
         large_allowed = await self._may_ask(routed)
         return await post(
-            self.conversation_id, message.client_id, message.text, routed, self.channel_name, large_allowed
+            self.conversation_id, message.client_id, message.text, routed, self.channel_name, large_allowed, received_at
         )
+
+    async def _receive_rating(self, rating: CustomerRating) -> None:
+        rate = database_sync_to_async(actions.rate)
+        try:
+            rated = await rate(
+                self.conversation_id, rating.client_id, rating.reply_to, rating.score, rating.comment, self.channel_name
+            )
+        except actions.ConversationError as error:
+            await self._send(error_frame(error.code, error.message, rating.client_id))
+            return
+        await self._send(rated)
 
     async def _may_ask(self, routed: Routed | None) -> bool:
         """Whether this client's address may start another large-model job (flood control: a script

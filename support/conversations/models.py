@@ -7,6 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from support.conversations.protocol import MAX_RATING_COMMENT_CHARS
+
 
 class Owner(models.TextChoices):
     BOT = "bot", "Bot"
@@ -113,10 +115,27 @@ class Message(models.Model):
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_note = models.CharField(max_length=500, blank=True)
+    # Latency, in whole milliseconds, for the manager's console (p50/p95 per tier). Set on answers
+    # (role bot or agent), null on customer messages and where it was not measured:
+    # - small tier: from the chat socket receiving the customer's frame (before flood control and
+    #   routing) to this answer being written, on the server's monotonic clock (every part of a
+    #   multi-part answer gets its own). Null when the message did not come through a chat socket.
+    # - large tier: from the customer's message being stored (reply_to.created_at) to this answer
+    #   being stored, queueing and retries included; a draft's is the time to the draft, not to an
+    #   agent sending it (that is reviewed_at - reply_to.created_at).
+    # - agent: from the customer message replied to (reply_to.created_at) to this reply: the agent's
+    #   response time. Null when the reply answers no customer message.
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Large tier only: from the customer's message being stored to the model's first token (of the run
+    # that wrote this answer: a retried or restarted job counts from the same start), in milliseconds.
+    # The large tier's times are differences of wall clocks (server and worker): as good as their sync.
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["created_at", "id"]
+        # The console's reports: one tier's answers (their latency, their cost) within a period.
+        indexes = [models.Index(fields=["tier", "created_at"], name="message_tier_created")]
         constraints = [
             models.UniqueConstraint(
                 fields=["conversation", "client_id"],
@@ -131,6 +150,50 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:40]}"
+
+
+class Rating(models.Model):
+    """A customer's thumbs up or down, with an optional comment, on an answer or on the whole conversation
+    (the widget asks after answers and once an agent closes the conversation). One per (conversation,
+    message): rating again replaces the score and the comment (`updated_at` moves, `created_at` stays).
+    Written by actions.rate from the protocol's `rating` frame (docs/protocol.md)."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="ratings")
+    # The customer message whose answer was rated (the frame's `reply_to`); null: the whole conversation.
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="ratings")
+    # The answer the customer saw and rated, when the rating was last given: the latest delivered answer
+    # to `message` (bot or agent), or for a conversation rating the conversation's latest delivered
+    # answer (null if it had none).
+    answer = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="answer_ratings")
+    # +1 thumbs up, -1 thumbs down.
+    score = models.SmallIntegerField(choices=[(1, "Thumbs up"), (-1, "Thumbs down")])
+    comment = models.CharField(max_length=MAX_RATING_COMMENT_CHARS, blank=True)
+    # Copied from the answer for reporting without joins: its tier ("small", "large", "agent"; blank
+    # without an answer) ...
+    tier = models.CharField(max_length=8, choices=Tier.choices, blank=True)
+    # ... and, for a message rating, where the router sent the question (Message.destination: "small",
+    # "large", "people", or blank when it waited for the agent who owned the conversation). Blank for a
+    # conversation rating.
+    destination = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "message"],
+                condition=models.Q(message__isnull=False),
+                name="one_rating_per_message",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation"], condition=models.Q(message__isnull=True), name="one_rating_per_conversation"
+            ),
+            models.CheckConstraint(condition=models.Q(score__in=[1, -1]), name="rating_score_up_or_down"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{'👍' if self.score > 0 else '👎'} on {self.message_id or 'the conversation'}"
 
 
 class Event(models.Model):

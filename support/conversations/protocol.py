@@ -14,6 +14,8 @@ from typing import Any, NoReturn
 from django.conf import settings
 
 MAX_CLIENT_ID_CHARS = 100
+# The longest comment a rating may carry (Rating.comment), after trimming.
+MAX_RATING_COMMENT_CHARS = 1000
 # A frame longer than this is refused before it is parsed. The longest valid message frame is 2,000
 # characters of text written as JSON escapes (12 characters for an emoji) plus its id: under 32 K. The
 # server itself closes frames over 1 MiB (scripts/tandem.py, --ws-max-size) without reading them.
@@ -44,11 +46,32 @@ class CustomerMessage:
     text: str
 
 
+@dataclass(frozen=True)
+class CustomerRating:
+    """A thumbs up (+1) or down (-1) on the answers to the customer message `reply_to` (its client id), or
+    on the whole conversation (`reply_to` None), with a comment ("" when none)."""
+
+    client_id: str
+    reply_to: str | None
+    score: int
+    comment: str
+
+
+ClientFrame = CustomerMessage | CustomerRating
+
+
 def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_client_frame(raw: str | None) -> CustomerMessage:
+def _usable_id(value: object) -> str | None:
+    """A client id: a string of 1-100 characters, not only spaces, with no control characters."""
+    if not isinstance(value, str) or _NOT_TEXT.search(value) or not value.strip() or len(value) > MAX_CLIENT_ID_CHARS:
+        return None
+    return value
+
+
+def parse_client_frame(raw: str | None) -> ClientFrame:
     if raw is None:
         raise FrameError("invalid_json", "Frames must be JSON text, not binary.")
     if len(raw) > MAX_FRAME_CHARS:
@@ -66,15 +89,19 @@ def parse_client_frame(raw: str | None) -> CustomerMessage:
     frame_type = frame.get("type")
     if frame_type is None:
         raise FrameError("missing_field", 'The frame has no "type".', client_id)
-    if frame_type != "message":
+    if frame_type not in ("message", "rating"):
         raise FrameError("unknown_type", f"Unknown frame type {str(frame_type)[:40]!r}.", client_id)
     if "id" not in frame:
-        raise FrameError("missing_field", 'A message needs an "id".')
-    if client_id is None or not client_id.strip() or len(client_id) > MAX_CLIENT_ID_CHARS:
+        raise FrameError("missing_field", f'A {frame_type} needs an "id".')
+    usable_id = _usable_id(client_id)
+    if usable_id is None:
         raise FrameError(
             "invalid_id",
             f'"id" must be a non-empty string of at most {MAX_CLIENT_ID_CHARS} characters, with no control characters.',
         )
+    client_id = usable_id
+    if frame_type == "rating":
+        return _parse_rating(frame, client_id)
     if "text" not in frame:
         raise FrameError("missing_field", 'A message needs a "text".', client_id)
     text = frame["text"]
@@ -93,6 +120,45 @@ def parse_client_frame(raw: str | None) -> CustomerMessage:
     if len(text) > limit:
         raise FrameError("text_too_long", f"The message is longer than {limit} characters.", client_id)
     return CustomerMessage(client_id=client_id, text=text)
+
+
+def _parse_rating(frame: dict[str, Any], client_id: str) -> CustomerRating:
+    if "reply_to" not in frame:
+        raise FrameError(
+            "missing_field", 'A rating needs a "reply_to" (null to rate the whole conversation).', client_id
+        )
+    reply_to = frame["reply_to"]
+    if reply_to is not None and _usable_id(reply_to) is None:
+        raise FrameError("invalid_reply_to", '"reply_to" must be the id of one of your messages, or null.', client_id)
+    if "score" not in frame:
+        raise FrameError("missing_field", 'A rating needs a "score" (1 or -1).', client_id)
+    score = frame["score"]
+    # JSON true is a Python bool, which is an int equal to 1: not a score.
+    if isinstance(score, bool) or not isinstance(score, int) or score not in (1, -1):
+        raise FrameError("invalid_score", '"score" must be 1 (thumbs up) or -1 (thumbs down).', client_id)
+    comment = frame.get("comment")
+    if comment is None:
+        comment = ""
+    if not isinstance(comment, str):
+        raise FrameError("invalid_comment", '"comment" must be a string or null.', client_id)
+    if _NOT_TEXT.search(comment):
+        raise FrameError(
+            "invalid_comment",
+            '"comment" holds characters that are not text (control characters or unpaired surrogates).',
+            client_id,
+        )
+    comment = comment.strip()
+    if len(comment) > MAX_RATING_COMMENT_CHARS:
+        raise FrameError(
+            "comment_too_long", f"The comment is longer than {MAX_RATING_COMMENT_CHARS} characters.", client_id
+        )
+    return CustomerRating(client_id=client_id, reply_to=reply_to, score=score, comment=comment)
+
+
+def rated_frame(client_id: str | None, reply_to: str | None, score: int, comment: str) -> dict[str, Any]:
+    """Not stored: a rating was saved (to the socket that sent it, with its id, and to the conversation's
+    other sockets; on a fresh page's connection, one per rating already given, with id null)."""
+    return {"type": "rated", "id": client_id, "reply_to": reply_to, "score": score, "comment": comment}
 
 
 def error_frame(code: str, message: str, client_id: str | None = None) -> dict[str, Any]:

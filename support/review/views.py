@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from chatbot.routes import Destination, Reason
 from support.conversations import actions
-from support.conversations.models import Conversation, Message, Owner, ReviewState, Tier
+from support.conversations.models import Conversation, Message, Owner, Rating, ReviewState, Tier
 from support.knowledge.models import Article
 from support.permissions import ROLE_GROUPS, admin_required, agent_required, is_admin, is_agent
 from support.review import actions as review_actions
@@ -74,12 +74,16 @@ def snippets(request: HttpRequest) -> JsonResponse:
 def detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     """A conversation's page; with ?partial=live only the parts a live update replaces."""
     conversation = get_object_or_404(Conversation.objects.select_related("agent"), pk=conversation_id)
-    transcript = list(conversation.messages.select_related("author", "reply_to", "reviewed_by"))
+    transcript = list(
+        conversation.messages.select_related("author", "reply_to", "reviewed_by").prefetch_related("answer_ratings")
+    )
     # Large-model answers not sent: each waits for an agent to send it, edit it or reject it.
     drafts = [m for m in transcript if m.tier == Tier.LARGE and m.review_state == ReviewState.WAITING]
     context: dict[str, Any] = {
         "conversation": conversation,
         "transcript": transcript,
+        # The customer's rating of the whole conversation (each answer's is on the answer: answer_ratings).
+        "conversation_rating": Rating.objects.filter(conversation=conversation, message=None).first(),
         "drafts": drafts,
         "articles": _articles(m for m in transcript if m.sources),
         "owned_by_me": conversation.owner == Owner.HUMAN and conversation.agent_id == request.user.pk,

@@ -4,6 +4,7 @@ import re
 import pytest
 
 from support.conversations.protocol import (
+    CustomerMessage,
     FrameError,
     parse_after,
     parse_client_frame,
@@ -12,8 +13,14 @@ from support.conversations.protocol import (
 )
 
 
+def parse_message(raw: str) -> CustomerMessage:
+    frame = parse_client_frame(raw)
+    assert isinstance(frame, CustomerMessage)
+    return frame
+
+
 def test_a_valid_message_is_parsed_and_trimmed() -> None:
-    frame = parse_client_frame(json.dumps({"type": "message", "id": "c1", "text": "  hello  "}))
+    frame = parse_message(json.dumps({"type": "message", "id": "c1", "text": "  hello  "}))
     assert (frame.client_id, frame.text) == ("c1", "hello")
 
 
@@ -51,16 +58,16 @@ def test_bad_frames_are_named(raw: str | None, code: str) -> None:
 
 def test_line_breaks_tabs_and_every_script_are_text() -> None:
     text = "Première ligne\n\tзаказ 注文 🙂"
-    assert parse_client_frame(json.dumps({"type": "message", "id": "a", "text": text})).text == text
+    assert parse_message(json.dumps({"type": "message", "id": "a", "text": text})).text == text
 
 
 def test_the_longest_message_fits_in_a_frame_even_written_as_escapes() -> None:
     raw = json.dumps({"type": "message", "id": "x" * 100, "text": "🙂" * 2000})  # 12 characters an emoji
-    assert len(parse_client_frame(raw).text) == 2000
+    assert len(parse_message(raw).text) == 2000
 
 
 def test_exactly_2000_characters_is_allowed() -> None:
-    assert len(parse_client_frame(json.dumps({"type": "message", "id": "a", "text": "a" * 2000})).text) == 2000
+    assert len(parse_message(json.dumps({"type": "message", "id": "a", "text": "a" * 2000})).text) == 2000
 
 
 @pytest.mark.parametrize(("raw", "after"), [(None, 0), ("", 0), ("7", 7), ("-3", 0), ("abc", 0)])
