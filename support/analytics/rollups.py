@@ -227,7 +227,8 @@ def agent_seconds(conversations: QuerySet[Conversation]) -> int:
         Event.objects.filter(conversation__in=ids, type="system").values_list("conversation_id", "created_at"),
     ):
         for conversation, moment in query:
-            moments.setdefault(conversation, []).append(moment)
+            if moment is not None:
+                moments.setdefault(conversation, []).append(moment)
     idle, read = settings.TANDEM_AGENT_IDLE_SECONDS, settings.TANDEM_AGENT_READ_SECONDS
     total = 0.0
     for times in moments.values():

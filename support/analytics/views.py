@@ -31,6 +31,7 @@ from support.analytics.stats import (
     series,
 )
 from support.conversations.models import Conversation, Message, Role, Tier
+from support.knowledge import freshness
 from support.permissions import agent_required, is_agent
 
 _TIER_LABELS = {"small": "Small model", "large": "Large model", "agent": "Agent"}
@@ -88,6 +89,7 @@ def console(request: HttpRequest) -> HttpResponse:
         or settings.TANDEM_OOS_SIMILARITY is not None,
         "small_model": _small_model_meta(),
         "time_zone": settings.TIME_ZONE,
+        "out_of_date": freshness.model_out_of_date_cached(),
     }
     try:
         date_from, date_to = parse_range(raw_from, raw_to)

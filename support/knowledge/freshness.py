@@ -45,3 +45,32 @@ def model_out_of_date(directory: Path | None = None) -> str | None:
     if meta.get("data_fingerprint") != small_model.fingerprint(with_small_talk(examples)):
         return OUT_OF_DATE
     return None
+
+
+def _signature(directory: Path | None) -> tuple[object, ...]:
+    """Changes whenever what the answer depends on may have: the serving version, the articles, their
+    phrasings, the labels (a few aggregate queries, where reading every label costs seconds)."""
+    from django.db.models import Count, Max
+
+    from support.knowledge.models import Article, Phrasing
+    from support.review.models import Label
+
+    return (
+        small_model.current_version(directory),
+        tuple(Article.every.aggregate(n=Count("pk"), at=Max("updated_at"), retired=Max("retired_at")).values()),
+        tuple(Phrasing.objects.aggregate(n=Count("pk"), last=Max("pk")).values()),
+        tuple(Label.objects.aggregate(n=Count("pk"), at=Max("given_at")).values()),
+    )
+
+
+_last: tuple[tuple[object, ...], str | None] | None = None
+
+
+def model_out_of_date_cached(directory: Path | None = None) -> str | None:
+    """`model_out_of_date`, computed again only when the data it depends on has changed (for pages read
+    often, like the console)."""
+    global _last
+    signature = _signature(directory)
+    if _last is None or _last[0] != signature:
+        _last = (signature, model_out_of_date(directory))
+    return _last[1]

@@ -162,3 +162,17 @@ def test_nothing_in_the_console_is_computed_twice_after_a_late_answer(prices: No
     answer(question, timezone.now(), Tier.LARGE, cost_usd="0.5", input_tokens=10)
     after = dict(read_csv(client.get("/console/export/summary.csv", RANGE))[1:])
     assert (before["cost_usd.large"], after["cost_usd.large"]) == ("0.0", "0.5")
+
+
+def test_the_console_says_when_the_small_model_is_out_of_date(
+    knowledge_base: None, small_model_dir: object, agent: User, prices: None
+) -> None:
+    from support.knowledge.models import Article, Phrasing
+
+    client = logged_in(agent)
+    assert 'id="model-out-of-date"' not in client.get("/console/", RANGE).content.decode(), "trained on the demo"
+    article = Article.objects.first()
+    assert article is not None
+    Phrasing.objects.create(article=article, text="a brand new way to ask")
+    html = client.get("/console/", RANGE).content.decode()
+    assert 'id="model-out-of-date"' in html and "train a new one" in html and 'href="/model/"' in html
