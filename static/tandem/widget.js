@@ -29,6 +29,11 @@
   const TIERS = ['small', 'large', 'agent'];
   // How long "… is typing" stays after the last notice.
   const TYPING_MS = 5000;
+  // The longest rating comment the server takes (docs/protocol.md, "rating").
+  const MAX_COMMENT_LEN = 1000;
+  // Thumbs (Feather icons, MIT).
+  const THUMB_UP = 'M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3';
+  const THUMB_DOWN = 'M10 15v4a3 3 0 0 0 3 3l4-9V2H5.72a2 2 0 0 0-2 1.7l-1.38 9a2 2 0 0 0 2 2.3zm7-13h2.67A2.31 2.31 0 0 1 22 4v7a2.31 2.31 0 0 1-2.33 2H17';
 
   // ---------------------------------------------------------------- config --
 
@@ -119,6 +124,11 @@
   const streams = new Map();    // reply_to -> {el, textNode}
   const answered = new Set();   // reply_to ids that got a final answer
   const escalated = new Map();  // reply_to id -> destination ('large' or 'people') it waits for
+  // Ratings, keyed by the reply_to of the answers rated ('' for the whole conversation).
+  const ratings = new Map();         // key -> {score, comment} the server saved
+  const rateControls = new Map();    // key -> the thumbs control shown for it
+  const pendingRatings = new Map();  // rating frame id -> {key, score, comment, retries} not yet saved
+  let controlCount = 0;
 
   // -------------------------------------------------------------------- DOM --
 
@@ -376,6 +386,207 @@
     messages.forEach((m) => {
       if (!m.acked && !m.failed) transmit(m);
     });
+    // Sending a rating twice is harmless: the later one replaces the earlier.
+    pendingRatings.forEach((r, id) => transmitRating(id));
+  }
+
+  // --------------------------------------------------------------- ratings --
+
+  // Thumbs up / down with an optional comment, under an answer (key: its reply_to) or, after an agent
+  // closed the conversation, for the whole of it (key ''). Saved by the server, which answers `rated`.
+  function makeRateControl(key) {
+    controlCount += 1;
+    const forAnswer = key !== '';
+    const box = h('div', 'tandem-rate', {
+      role: 'group',
+      'aria-label': forAnswer ? 'Rate this answer' : 'Rate this conversation',
+    });
+    const question = h('span', 'tandem-rate-question');
+    question.textContent = forAnswer ? 'Helpful?' : 'How did we do?';
+    const up = h('button', 'tandem-thumb', { type: 'button', 'aria-pressed': 'false', 'data-score': '1' });
+    up.setAttribute('aria-label', forAnswer ? 'Helpful' : 'Good');
+    up.setAttribute('title', up.getAttribute('aria-label'));
+    up.appendChild(svgIcon('tandem-icon', [THUMB_UP]));
+    const down = h('button', 'tandem-thumb', { type: 'button', 'aria-pressed': 'false', 'data-score': '-1' });
+    down.setAttribute('aria-label', forAnswer ? 'Not helpful' : 'Not good');
+    down.setAttribute('title', down.getAttribute('aria-label'));
+    down.appendChild(svgIcon('tandem-icon', [THUMB_DOWN]));
+    const commentForm = h('form', 'tandem-rate-form', { novalidate: '' });
+    commentForm.hidden = true;
+    const commentId = 'tandem-comment-' + controlCount;
+    const commentLabel = h('label', 'tandem-sr-only', { for: commentId });
+    commentLabel.textContent = 'Tell us more (optional)';
+    const comment = h('textarea', 'tandem-comment', {
+      id: commentId,
+      maxlength: String(MAX_COMMENT_LEN),
+      rows: '2',
+      placeholder: 'Tell us more (optional)\u2026',
+    });
+    const submit = h('button', 'tandem-rate-send', { type: 'submit' });
+    submit.textContent = 'Send';
+    commentForm.appendChild(commentLabel);
+    commentForm.appendChild(comment);
+    commentForm.appendChild(submit);
+    const note = h('div', 'tandem-rate-note');
+    note.hidden = true;
+    box.appendChild(question);
+    box.appendChild(up);
+    box.appendChild(down);
+    box.appendChild(commentForm);
+    box.appendChild(note);
+
+    const control = { key, box, up, down, commentForm, comment, note };
+    function thumb(score) {
+      const saved = ratings.get(key);
+      const typed = cleanComment(comment.value);
+      rate(key, score, typed || (saved ? saved.comment : ''));
+      showPressed(control, score);
+      note.hidden = true;
+      commentForm.hidden = false;
+      if (!comment.value && saved && saved.comment) comment.value = saved.comment;
+      revealInLog(box);
+      comment.focus({ preventScroll: true });
+    }
+    up.addEventListener('click', () => thumb(1));
+    down.addEventListener('click', () => thumb(-1));
+    commentForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const score = Number(control.pressed);
+      if (score !== 1 && score !== -1) return;
+      rate(key, score, cleanComment(comment.value));
+      commentForm.hidden = true;
+      (score === 1 ? up : down).focus();
+      showNote(control, 'Thanks for your feedback!');
+    });
+    comment.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
+        ev.preventDefault();
+        if (commentForm.requestSubmit) commentForm.requestSubmit();
+        else submit.click();
+      }
+    });
+    rateControls.set(key, control);
+    const saved = ratings.get(key);
+    if (saved) showSaved(control, saved);
+    return control;
+  }
+
+  function cleanComment(raw) {
+    let text = String(raw == null ? '' : raw).trim();
+    if (text.length > MAX_COMMENT_LEN) {
+      text = text.slice(0, MAX_COMMENT_LEN);
+      const last = text.charCodeAt(text.length - 1);
+      if (last >= 0xd800 && last <= 0xdbff) text = text.slice(0, -1);
+    }
+    return text.trim();
+  }
+
+  function showPressed(control, score) {
+    control.pressed = score;
+    control.up.setAttribute('aria-pressed', score === 1 ? 'true' : 'false');
+    control.down.setAttribute('aria-pressed', score === -1 ? 'true' : 'false');
+  }
+
+  function showNote(control, text, failed) {
+    control.note.textContent = text;
+    control.note.hidden = !text;
+    control.note.classList.toggle('tandem-rate-failed', !!failed);
+    revealInLog(control.box);
+  }
+
+  // A control that grew (comment box, thanks) below the visible part of the log is scrolled into view,
+  // within the log only (scrollIntoView would scroll the host page too).
+  function revealInLog(el) {
+    if (!el.isConnected || panel.hidden) return;
+    const overflow = el.getBoundingClientRect().bottom - log.getBoundingClientRect().bottom;
+    if (overflow > 0) log.scrollTop += overflow + 8;
+  }
+
+  function showSaved(control, saved) {
+    showPressed(control, saved.score);
+    if (control.commentForm.hidden) showNote(control, 'Thanks for your feedback!');
+  }
+
+  function ratingPending(key) {
+    let found = false;
+    pendingRatings.forEach((r) => { if (r.key === key) found = true; });
+    return found;
+  }
+
+  function rate(key, score, comment) {
+    // A newer rating of the same answer replaces one not sent yet.
+    pendingRatings.forEach((r, id) => { if (r.key === key) pendingRatings.delete(id); });
+    const id = newId();
+    pendingRatings.set(id, { key, score, comment, retries: 0 });
+    transmitRating(id);
+  }
+
+  function transmitRating(id) {
+    const r = pendingRatings.get(id);
+    const ws = state.ws;
+    if (!r || !ws || !state.online || ws.readyState !== 1 /* OPEN */) return false; // sent on reconnect
+    try {
+      ws.send(JSON.stringify({ type: 'rating', id, reply_to: r.key || null, score: r.score, comment: r.comment }));
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function onRated(f) {
+    const key = f.reply_to == null ? '' : String(f.reply_to);
+    const score = Number(f.score);
+    if (score !== 1 && score !== -1) return;
+    if (f.id != null) pendingRatings.delete(String(f.id));
+    const saved = { score, comment: typeof f.comment === 'string' ? f.comment : '' };
+    ratings.set(key, saved);
+    const control = rateControls.get(key);
+    // A newer click is on its way: its own `rated` will show.
+    if (control && !ratingPending(key)) showSaved(control, saved);
+  }
+
+  // A rating the server refused (or could not take yet). True when `id` was one of ours.
+  function onRatingError(id, f) {
+    const r = pendingRatings.get(id);
+    if (!r) return false;
+    if (f.code === 'rate_limited' || (f.code === 'server_error' && r.retries < SERVER_ERROR_RETRIES)) {
+      const seconds = Number(f.retry_after);
+      const ms = f.code === 'rate_limited'
+        ? Math.min(600, Math.max(1, isFinite(seconds) ? seconds : 5)) * 1000
+        : SERVER_ERROR_RETRY_MS;
+      r.retries += 1;
+      setTimeout(() => transmitRating(id), ms);
+      return true;
+    }
+    pendingRatings.delete(id);
+    const control = rateControls.get(r.key);
+    if (control) {
+      const saved = ratings.get(r.key);
+      showPressed(control, saved ? saved.score : 0);
+      showNote(control, 'Sorry, we couldn\u2019t save your rating. Please try again.', true);
+    }
+    return true;
+  }
+
+  // The thumbs go under the latest answer to a message (a multi-part answer is rated as a whole).
+  function offerRating(el, replyTo, intent) {
+    if (!replyTo) return;
+    if (typeof intent === 'string' && intent.indexOf('smalltalk-') === 0 && !rateControls.has(replyTo)) return;
+    const control = rateControls.get(replyTo) || makeRateControl(replyTo);
+    el.appendChild(control.box);
+  }
+
+  // After an agent closes the conversation: "How did we do?", once, after the latest close.
+  function offerConversationRating() {
+    let control = rateControls.get('');
+    if (!control) {
+      control = makeRateControl('');
+      control.row = h('div', 'tandem-msg');
+      control.row.setAttribute('data-kind', 'rating');
+      control.row.appendChild(control.box);
+    }
+    if (control.row.parentNode) control.row.parentNode.removeChild(control.row);
+    placeStored(control.row);
   }
 
   function resetConversation() {
@@ -383,6 +594,9 @@
     streams.clear();
     answered.clear();
     escalated.clear();
+    ratings.clear();
+    rateControls.clear();
+    pendingRatings.clear();
     // Keep messages the customer typed that the server has not stored yet;
     // they will be sent into the new conversation.
     const keep = [];
@@ -406,6 +620,7 @@
     if (f.type === 'token') { onToken(f); return; }
     if (f.type === 'error') { onError(f); return; }
     if (f.type === 'typing') { onTyping(f); return; }
+    if (f.type === 'rated') { onRated(f); return; }
 
     // Everything else is a stored event with a per-conversation seq.
     const seq = Number(f.seq);
@@ -484,6 +699,7 @@
     el.setAttribute('data-seq', String(seq));
     if (replyTo) el.setAttribute('data-reply-to', replyTo);
     setMeta(el, tierLabel(tier, f.agent) + sourcesLabel(f.sources));
+    offerRating(el, replyTo, f.intent);
     placeStored(el);
     if (replyTo) {
       answered.add(replyTo);
@@ -536,7 +752,9 @@
   function onSystem(f, seq) {
     const el = makeBubble('system', f.text);
     el.setAttribute('data-seq', String(seq));
+    if (typeof f.event === 'string') el.setAttribute('data-event', f.event);
     placeStored(el);
+    if (f.event === 'closed') offerConversationRating();
   }
 
   function onToken(f) {
@@ -574,6 +792,7 @@
 
   function onError(f) {
     const id = f.id == null ? null : String(f.id);
+    if (id !== null && onRatingError(id, f)) return;
     const pending = id === null ? null : messages.get(id);
     if (f.code === 'rate_limited') {
       // Flood control: nothing was lost. The message (or the connection) is tried again after
