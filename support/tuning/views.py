@@ -141,7 +141,7 @@ def _choose(request: HttpRequest, admin: User) -> str:
         found = chart.at(threshold)
         if found is None:
             raise ConversationError("not_on_curve", "That point is no longer on the curve: pick again.")
-        intro = "Picked on the curve. "
+        intro = ""
     else:
         raise ConversationError("bad_how", "Pick a point or type a target.")
     note = request.POST.get("note", "").strip()[:500]
