@@ -87,9 +87,9 @@ async def _group_send_except(layer: Any, group: str, messages: list[dict[str, An
     # it through Redis only to be dropped there (about a quarter of the
     # event loop's time per message, measured with py-spy).
     # Redis layers list the members once for all the frames and send to the others; other layers fall
-    # back to the group send, and the socket drops its copy by seq.
+    # back to the group send, naming the socket that has them, which drops its copies (ChatConsumer).
     if not isinstance(layer, RedisChannelLayer):
-        await _group_send(layer, group, messages)
+        await _group_send(layer, group, [{**message, "skip": skip} for message in messages])
         return
     # channels_redis keeps a group as a sorted set of channel names (RedisChannelLayer.group_send reads
     # it the same way).

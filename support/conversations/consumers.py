@@ -213,6 +213,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._close(NORMAL_CLOSURE)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
+        if event.get("skip") == self.channel_name:
+            return  # this socket sent it itself (a frame with no seq, such as `rated`, has no other check)
         await self._deliver(event["frame"])
 
     async def _deliver(self, frame: dict[str, Any]) -> None:

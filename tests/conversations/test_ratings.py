@@ -243,6 +243,27 @@ async def test_a_bad_rating_on_the_socket_gets_an_error_naming_it_and_the_socket
     await socket.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_ratings_count_against_the_sockets_flood_limit_like_messages(
+    knowledge_base: None, small_model_dir: object
+) -> None:
+    # A socket may send 8 frames within 10 seconds (TANDEM_LIMIT_SOCKET_MESSAGES): a question, then 7 ratings.
+    socket, _ = await chat_socket()
+    await socket.send_json_to({"type": "message", "id": "m1", "text": ROUTINE})
+    await frame_of(socket, "answer")
+    for number in range(1, 8):
+        score = 1 if number % 2 else -1
+        await socket.send_json_to({"type": "rating", "id": f"r{number}", "reply_to": "m1", "score": score})
+        assert (await frame_of(socket, "rated"))["id"] == f"r{number}"
+    await socket.send_json_to({"type": "rating", "id": "r8", "reply_to": "m1", "score": -1})
+    refused = await socket.receive_json_from(timeout=10)
+    assert (refused["code"], refused["id"]) == ("rate_limited", "r8") and refused["retry_after"] > 0
+    stored = await database_sync_to_async(Rating.objects.get)()
+    assert stored.score == 1  # the 7th, the last one let through
+    await socket.disconnect()
+
+
 # --- the agent's desk ----------------------------------------------------------------------------------------
 
 
