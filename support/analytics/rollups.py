@@ -17,6 +17,7 @@ them (exact for every zone whose offset is a whole number of hours). After chang
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -37,6 +38,15 @@ logger = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 DESTINATIONS = ("small", "large", "people")
+# Answer times kept as histograms (percentiles of a range add up from them): a small-tier answer, the
+# large model's first token and whole answer, and an agent's reply (Message.latency_ms, first_token_ms).
+LATENCIES = ("small", "large_first_token", "large", "agent")
+# Upper bounds of the buckets in milliseconds (the last one is open): about 2.5 buckets a decade from
+# 1 ms to an hour, so a percentile read from them is within about 25 % of the true one.
+LATENCY_BOUNDS = [
+    1, 2, 3, 5, 8, 12, 20, 30, 50, 80, 120, 200, 300, 500, 800, 1_200, 2_000, 3_000, 5_000, 8_000,
+    12_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_200_000, 3_600_000, 2**62,
+]  # fmt: skip
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -96,6 +106,14 @@ def _label_saved(instance: Any, **_: Any) -> None:
     mark(Message.objects.filter(pk=instance.message_id).values_list("created_at", flat=True))
 
 
+def _rating_saved(instance: Any, **_: Any) -> None:
+    # A message's rating counts in its hour; a conversation's, in the hour the conversation started.
+    if instance.message_id is not None:
+        mark(Message.objects.filter(pk=instance.message_id).values_list("created_at", flat=True))
+    else:
+        mark(Conversation.objects.filter(pk=instance.conversation_id).values_list("created_at", flat=True))
+
+
 def _conversation_deleted(instance: Conversation, **_: Any) -> None:
     mark([instance.created_at])
 
@@ -113,9 +131,11 @@ def connect() -> None:
         signal.connect(_message_saved, sender=Message, dispatch_uid=f"rollups-message-{signal}")
         signal.connect(_label_saved, sender=Label, dispatch_uid=f"rollups-label-{signal}")
     post_delete.connect(_conversation_deleted, sender=Conversation, dispatch_uid="rollups-conversation")
-    from support.conversations.models import Event
+    from support.conversations.models import Event, Rating
     from support.review.models import Note
 
+    for signal in (post_save, post_delete):
+        signal.connect(_rating_saved, sender=Rating, dispatch_uid=f"rollups-rating-{signal}")
     for sender in (Event, Note):
         post_save.connect(_conversation_work, sender=sender, dispatch_uid=f"rollups-work-{sender.__name__}")
 
@@ -149,6 +169,12 @@ def _figures(customer: QuerySet[Message], by_intent: bool) -> dict[str, dict[str
                 "large_answers": [0, 0, 0],
                 "checked": 0,
                 "right": 0,
+                # Customers' ratings of the answers to these messages: [thumbs up, thumbs down], by the
+                # tier of the answer rated and by where the router sent the question.
+                "ratings": {tier: [0, 0] for tier in ("small", "large", "agent")},
+                "ratings_by_destination": {name: [0, 0] for name in DESTINATIONS},
+                # Answer times: counts per LATENCY_BOUNDS bucket (see percentile()).
+                "latency": {kind: [0] * len(LATENCY_BOUNDS) for kind in LATENCIES},
             },
         )
 
@@ -180,6 +206,33 @@ def _figures(customer: QuerySet[Message], by_intent: bool) -> dict[str, dict[str
         if tier == Tier.LARGE:
             item["large_answers"] = [row["n"], row["tokens_in"] or 0, row["tokens_out"] or 0]
 
+    from support.conversations.models import Rating
+
+    for row in (
+        Rating.objects.filter(message__in=customer.values("pk"))
+        .values(*(["message__intent"] if by_intent else []), "tier", "destination", "score")
+        .annotate(n=Count("pk"))
+    ):
+        item = entry(row.get("message__intent", ""))
+        side = 0 if row["score"] > 0 else 1
+        if row["tier"] in item["ratings"]:
+            item["ratings"][row["tier"]][side] += row["n"]
+        item["ratings_by_destination"][_destination(row["destination"])][side] += row["n"]
+
+    for row in answers.filter(Q(latency_ms__isnull=False) | Q(first_token_ms__isnull=False)).values_list(
+        *(["reply_to__intent"] if by_intent else []), "tier", "latency_ms", "first_token_ms"
+    ):
+        *intent, tier, latency, first_token = row
+        item = entry(intent[0] if intent else "")
+        histograms = item["latency"]
+        if tier == Tier.LARGE:
+            if first_token is not None:
+                histograms["large_first_token"][bucket(first_token)] += 1
+            if latency is not None:
+                histograms["large"][bucket(latency)] += 1
+        elif tier in ("small", "agent") and latency is not None:
+            histograms[tier][bucket(latency)] += 1
+
     from support.review.models import Label
 
     # What agents found when they spot-checked the small tier's answers (a random sample).
@@ -192,6 +245,39 @@ def _figures(customer: QuerySet[Message], by_intent: bool) -> dict[str, dict[str
         item["checked"] += row["n"]
         item["right"] += row["right"]
     return figures
+
+
+def bucket(milliseconds: int) -> int:
+    """The LATENCY_BOUNDS bucket of a time: the first whose upper bound it does not exceed."""
+    return bisect.bisect_left(LATENCY_BOUNDS, milliseconds)
+
+
+def percentile(counts: list[int], share: float) -> float | None:
+    """The time under which `share` of the counted answers came (linear within the bucket it falls in;
+    the last, open bucket reports its lower bound). None without answers."""
+    total = sum(counts)
+    if not total:
+        return None
+    wanted = share * total
+    seen = 0
+    for index, count in enumerate(counts):
+        if count and seen + count >= wanted:
+            low = LATENCY_BOUNDS[index - 1] if index else 0
+            if index >= len(LATENCY_BOUNDS) - 1:
+                return float(low)
+            return low + (LATENCY_BOUNDS[index] - low) * (wanted - seen) / count
+        seen += count
+    return float(LATENCY_BOUNDS[-2])
+
+
+def conversation_ratings(start: datetime, end: datetime) -> list[int]:
+    """[up, down] of the ratings of whole conversations started in [start, end)."""
+    from support.conversations.models import Rating
+
+    counts = Rating.objects.filter(
+        message__isnull=True, conversation__created_at__gte=start, conversation__created_at__lt=end
+    ).aggregate(up=Count("pk", filter=Q(score__gt=0)), down=Count("pk", filter=Q(score__lt=0)))
+    return [counts["up"], counts["down"]]
 
 
 def _conversations(start: datetime, end: datetime) -> list[int]:
@@ -252,6 +338,7 @@ def rebuild_hour(hour: datetime) -> None:
         return
     figures = figures or {}
     figures["conversations"] = conversations
+    figures["conversation_ratings"] = conversation_ratings(hour, hour + HOUR)
     figures["agent_seconds"] = agent_seconds(
         Conversation.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR)
     )

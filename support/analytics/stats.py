@@ -149,7 +149,28 @@ def summary(figures: dict[str, Any], per_message: Decimal, people_per_message: f
         "cost_with_people_usd": _usd(with_people_usd),
         "cost_per_conversation_usd": _usd(with_people_usd / started) if started else 0.0,
         "all_people_usd": _usd(_people_usd(people_per_message * messages)),
+        "latency_ms": {kind: _latency(figures, kind) for kind in rollups.LATENCIES},
+        "ratings": {tier: _rated(pair) for tier, pair in figures.get("ratings", {}).items()},
+        "ratings_by_destination": {
+            name: _rated(pair) for name, pair in figures.get("ratings_by_destination", {}).items()
+        },
+        "conversation_ratings": _rated(figures.get("conversation_ratings", [0, 0])),
     }
+
+
+def _latency(figures: dict[str, Any], kind: str) -> dict[str, Any]:
+    counts = figures.get("latency", {}).get(kind, [])
+    p50, p95 = rollups.percentile(counts, 0.5), rollups.percentile(counts, 0.95)
+    return {
+        "answers": sum(counts),
+        "p50": round(p50) if p50 is not None else None,
+        "p95": round(p95) if p95 is not None else None,
+    }
+
+
+def _rated(pair: list[int]) -> dict[str, Any]:
+    up, down = pair
+    return {"up": up, "down": down, "share_up": up / (up + down) if up + down else None}
 
 
 def compute_stats(date_from: date, date_to: date) -> dict[str, Any]:
@@ -233,6 +254,12 @@ def by_intent(date_from: date, date_to: date) -> list[dict[str, Any]]:
                 "top_reason_count": top[1] if top else 0,
                 "checked": checked,
                 "accuracy": right / checked if checked else None,
+                **{
+                    f"rated_{key}": value
+                    for key, value in _rated(
+                        [sum(pair[side] for pair in figures.get("ratings", {}).values()) for side in (0, 1)]
+                    ).items()
+                },
             }
         )
     rows.sort(key=lambda row: (-row["messages"], row["intent"]))

@@ -201,3 +201,45 @@ def test_agents_time_is_priced_from_their_actions_on_the_desk(prices: None, sett
     assert compute_stats(*DAY)["people"]["agent_seconds"] == 300
     # All people: every message at the agents' seconds per message they answered (one message, 300 s).
     assert compute_stats(*DAY)["all_people_usd"] == 3.0
+
+
+def test_answer_times_and_ratings_add_up_per_tier_destination_and_intent(prices: None) -> None:
+    from support.conversations.models import Rating
+
+    conversation = conversation_at(at(11, 9))
+    small_times = [2, 3, 3, 4, 5, 6, 8, 9, 15, 40]
+    for number, milliseconds in enumerate(small_times):
+        question = make(conversation, at(11, 9, number), Role.CUSTOMER, destination="small", intent="late-delivery")
+        reply = answer(question, at(11, 9, number, 1), Tier.SMALL, latency_ms=milliseconds)
+        if number < 3:
+            Rating.objects.create(
+                conversation=conversation, message=question, answer=reply, score=1 if number else -1, tier="small",
+                destination="small",
+            )  # fmt: skip
+    question = make(conversation, at(11, 9, 30), Role.CUSTOMER, destination="large", intent="refund")
+    answer(question, at(11, 9, 31), Tier.LARGE, latency_ms=4_000, first_token_ms=700)
+    Rating.objects.create(conversation=conversation, score=1)  # the whole conversation
+    stats = compute_stats(*DAY)
+    small = stats["latency_ms"]["small"]
+    assert small["answers"] == 10 and 3 <= small["p50"] <= 8 and 15 <= small["p95"] <= 50
+    assert stats["latency_ms"]["large_first_token"]["answers"] == 1 and stats["latency_ms"]["large"]["p50"] >= 500
+    assert stats["ratings"]["small"] == {"up": 2, "down": 1, "share_up": 2 / 3}
+    assert stats["ratings_by_destination"]["small"]["up"] == 2
+    assert stats["conversation_ratings"] == {"up": 1, "down": 0, "share_up": 1.0}
+    from support.analytics.stats import by_intent
+
+    late = next(row for row in by_intent(*DAY) if row["intent"] == "late-delivery")
+    assert (late["rated_up"], late["rated_down"]) == (2, 1)
+    # A rating changed later changes the figures.
+    Rating.objects.filter(score=-1).update(score=1)
+    rollups.mark([at(11, 9)])
+    assert compute_stats(*DAY)["ratings"]["small"]["up"] == 3
+
+
+def test_a_percentile_is_read_within_its_bucket() -> None:
+    counts = [0] * len(rollups.LATENCY_BOUNDS)
+    counts[rollups.bucket(100)] = 50  # 80 < t <= 120
+    counts[rollups.bucket(1_000)] = 50  # 800 < t <= 1,200
+    assert 80 <= rollups.percentile(counts, 0.5) <= 120  # type: ignore[operator]
+    assert 800 <= rollups.percentile(counts, 0.95) <= 1_200  # type: ignore[operator]
+    assert rollups.percentile([0] * len(counts), 0.5) is None
