@@ -150,10 +150,10 @@ def main() -> None:
     def fetch(url: str) -> tuple[float, int, int]:
         began = time.perf_counter()
         response = client.get(url)
-        body = b"".join(response.streaming_content) if response.streaming else response.content
+        body = b"".join(response.streaming_content) if response.streaming else response.content  # type: ignore[attr-defined]
         return (time.perf_counter() - began) * 1000, response.status_code, len(body)
 
-    database = f"PostgreSQL {connection.pg_version}" if connection.vendor == "postgresql" else "SQLite"
+    database = f"PostgreSQL {getattr(connection, 'pg_version', '')}" if connection.vendor == "postgresql" else ""
     if connection.vendor == "sqlite":
         import sqlite3
 

@@ -15,7 +15,7 @@ from support.analytics import rollups
 from support.analytics.models import HourRollup, IntentDayRollup, StaleHour
 from support.analytics.stats import compute_stats, series
 from support.conversations import actions
-from support.conversations.models import Conversation, Role, Tier
+from support.conversations.models import Conversation, Message, Role, Tier
 from support.review import actions as review_actions
 from support.review.models import Label
 from tests.analytics.conftest import answer, at, make
@@ -119,7 +119,7 @@ def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(pr
 
     make_agent(agent)
     conversations = [conversation_at(at(10, rng.randrange(24), rng.randrange(60))) for _ in range(12)]
-    questions = []
+    questions: list[Message] = []
     large: set[int] = set()
     for step in range(160):
         kind = rng.random()
