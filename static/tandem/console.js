@@ -72,6 +72,54 @@
     });
   }
 
+  function latency(canvasId, series) {
+    var canvas = document.getElementById(canvasId);
+    if (!canvas) return null;
+    var kinds = { small: "Small model", large_first_token: "Large: first token", large: "Large: whole answer", agent: "Agents" };
+    var tints = { small: colours.small, large_first_token: "#a475f9", large: colours.large, agent: colours.people };
+    var datasets = [];
+    Object.keys(kinds).forEach(function (kind) {
+      if (!series[kind]) return;
+      ["p50", "p95"].forEach(function (which) {
+        datasets.push({
+          label: kinds[kind] + " " + which,
+          data: series[kind][which],
+          borderColor: tints[kind],
+          backgroundColor: tints[kind],
+          borderDash: which === "p95" ? [5, 4] : [],
+          pointRadius: data.labels.length > 60 ? 0 : 2,
+          borderWidth: 2,
+          spanGaps: true,
+        });
+      });
+    });
+    return new Chart(canvas, {
+      type: "line",
+      data: { labels: data.labels, datasets: datasets },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        interaction: { mode: "index", intersect: false },
+        plugins: {
+          legend: { position: "bottom", labels: { boxWidth: 12 } },
+          tooltip: { callbacks: { label: function (context) { return context.dataset.label + ": " + readable(context.parsed.y); } } },
+        },
+        scales: {
+          x: { ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 8 } },
+          y: { type: "logarithmic", title: { display: true, text: "milliseconds" }, ticks: { callback: function (value) { return readable(value); } } },
+        },
+      },
+    });
+  }
+
+  function readable(milliseconds) {
+    if (milliseconds === null || milliseconds === undefined) return "—";
+    if (milliseconds < 1000) return Math.round(milliseconds) + " ms";
+    if (milliseconds < 60000) return (milliseconds / 1000).toFixed(1) + " s";
+    if (milliseconds < 3600000) return (milliseconds / 60000).toFixed(1) + " min";
+    return (milliseconds / 3600000).toFixed(1) + " h";
+  }
+
   function usd(context) {
     return context.dataset.label + ": $" + Number(context.parsed.y).toFixed(6);
   }
@@ -89,6 +137,7 @@
       tooltip: { label: usd },
     }),
     stacked("chart-resolution", data.conversations, { y: "conversations started" }),
+    latency("chart-latency", data.latency),
   ];
   document.body.dataset.chartsDrawn = String(window.tandemCharts.filter(Boolean).length);
 })();

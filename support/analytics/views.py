@@ -35,6 +35,12 @@ from support.knowledge import freshness
 from support.permissions import agent_required, is_agent
 
 _TIER_LABELS = {"small": "Small model", "large": "Large model", "agent": "Agent"}
+LATENCY_LABELS = {
+    "small": "Small model: answer (server side)",
+    "large_first_token": "Large model: first token",
+    "large": "Large model: whole answer",
+    "agent": "Agents: reply",
+}
 
 
 @require_GET
@@ -121,6 +127,9 @@ def console(request: HttpRequest) -> HttpResponse:
             for tier, count in stats["answered"].items()
         ],
         escalation_pct=_pct(stats["escalation_rate"]),
+        latencies=[(LATENCY_LABELS[kind], stats["latency_ms"][kind]) for kind in rollups.LATENCIES],
+        ratings=[(_TIER_LABELS[tier], figures) for tier, figures in stats["ratings"].items()],
+        ratings_by_destination=list(stats["ratings_by_destination"].items()),
         agent_hours=f"{stats['people']['agent_seconds'] / 3600:.1f}",
         agent_hour_usd=f"{settings.TANDEM_AGENT_HOUR_USD:g}",
         idle_minutes=f"{settings.TANDEM_AGENT_IDLE_SECONDS / 60:g}",
@@ -149,6 +158,13 @@ def _chart(buckets: list[dict[str, Any]], stats: dict[str, Any]) -> dict[str, An
         "conversations": {
             key: [bucket["conversations"][key] for bucket in buckets] for key in ("bot_only", "with_people")
         },
+        "latency": {
+            kind: {
+                "p50": [bucket["latency_ms"][kind]["p50"] for bucket in buckets],
+                "p95": [bucket["latency_ms"][kind]["p95"] for bucket in buckets],
+            }
+            for kind in rollups.LATENCIES
+        },
     }
 
 
@@ -159,6 +175,7 @@ INTENT_SORTS = {
     "escalation_rate": lambda row: row["escalation_rate"],
     "checked": lambda row: row["checked"],
     "accuracy": lambda row: (row["accuracy"] is not None, row["accuracy"] or 0.0),
+    "rated": lambda row: (row["rated_share_up"] is not None, row["rated_share_up"] or 0.0),
 }
 
 
@@ -190,6 +207,7 @@ def intents(request: HttpRequest) -> HttpResponse:
             ("escalation_rate", "Escalated"),
             ("checked", "Spot-checked"),
             ("accuracy", "Right when checked"),
+            ("rated", "Rated up"),
         ],
         "time_zone": settings.TIME_ZONE,
     }
