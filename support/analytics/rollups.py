@@ -93,13 +93,24 @@ def mark_messages(message_ids: Iterable[int]) -> None:
     mark(Message.objects.filter(pk__in=list(message_ids)).values_list("created_at", flat=True))
 
 
+def _created_at(instance: Message, field: str, model: type[Any], pk: Any) -> list[datetime]:
+    """The created_at of a related row: from the object already loaded (no query), else read."""
+    if pk is None:
+        return []
+    if Message._meta.get_field(field).is_cached(instance):  # type: ignore[union-attr]
+        return [getattr(instance, field).created_at]
+    return list(model.objects.filter(pk=pk).values_list("created_at", flat=True))
+
+
 def _message_saved(instance: Message, **_: Any) -> None:
-    moments: list[datetime | None] = [instance.created_at]
-    if instance.reply_to_id is not None:
-        # An answer counts against the message it answers, and may make its conversation one with people.
-        moments += Message.objects.filter(pk=instance.reply_to_id).values_list("created_at", flat=True)
-    conversation = Conversation.objects.filter(pk=instance.conversation_id).values_list("created_at", flat=True)
-    mark([*moments, *conversation])
+    # An answer counts against the message it answers, and may make its conversation one with people.
+    mark(
+        [
+            instance.created_at,
+            *_created_at(instance, "reply_to", Message, instance.reply_to_id),
+            *_created_at(instance, "conversation", Conversation, instance.conversation_id),
+        ]
+    )
 
 
 def _label_saved(instance: Any, **_: Any) -> None:

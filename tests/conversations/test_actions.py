@@ -69,15 +69,16 @@ def test_a_routine_question_is_answered_by_the_small_model(
     enqueued.assert_not_called()
 
 
-def test_a_routine_answer_takes_one_select_three_inserts_and_one_update(
+def test_a_routine_answer_takes_one_select_five_inserts_and_one_update(
     conversation: Conversation, sent: list[dict], django_assert_num_queries
 ) -> None:
     question = "How do I reset my password?"
     post(conversation, "m0", question)  # the article's answer is cached from here on
     # As the server calls it, routed beforehand. The transaction's start and end (a savepoint in a
-    # test), the locked conversation, the two messages, last_seq, and both events in one INSERT.
+    # test), the locked conversation, the two messages, last_seq, and both events in one INSERT; and
+    # for each message, its hour marked for the console's rollups (support/analytics/rollups.py).
     verdict = routed(question)
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(9):
         posted = actions.post_customer_message(conversation.id, "m1", question, verdict, "socket-1")
     assert [event["type"] for event in posted.events] == ["ack", "answer"]
     assert list(Event.objects.filter(conversation=conversation).values_list("seq", flat=True)) == [1, 2, 3, 4]
