@@ -106,7 +106,16 @@
         },
         scales: {
           x: { ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 8 } },
-          y: { type: "logarithmic", title: { display: true, text: "milliseconds" }, ticks: { callback: function (value) { return readable(value); } } },
+          y: {
+            type: "logarithmic",
+            title: { display: true, text: "time (log scale)" },
+            ticks: {
+              autoSkip: true,
+              maxTicksLimit: 6,
+              // Only the round values of each decade (1, 10, 100 ms, 1 s, 10 s …) are labelled.
+              callback: function (value) { return /^1/.test(String(value)) ? readable(value) : ""; },
+            },
+          },
         },
       },
     });
