@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import user_passes_test
+from django.http import HttpRequest
 
 AGENTS_GROUP = "Agents"
 ADMINS_GROUP = "Admins"
@@ -43,3 +44,23 @@ def is_agent(user: Any) -> bool:
 # For pages: anyone else is sent to the login page.
 agent_required = user_passes_test(is_agent, login_url=settings.LOGIN_URL)
 admin_required = user_passes_test(is_admin, login_url=settings.LOGIN_URL)
+
+
+class AdminsOnly:
+    """Admin-site access for Tandem's admins (the Admins group, not only superusers with model
+    permissions): mixed into the ModelAdmins and inlines of the models admins keep."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_admin(request.user)

@@ -19,26 +19,7 @@ from django.utils import timezone
 from support.knowledge import freshness
 from support.knowledge.loader import MIN_PHRASINGS
 from support.knowledge.models import Article, Phrasing
-from support.permissions import is_admin
-
-
-class AdminsOnly:
-    """Admin-site access for Tandem's admins (see support/review/admin.py)."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_admin(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_admin(request.user)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_admin(request.user)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_admin(request.user)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_admin(request.user)
+from support.permissions import AdminsOnly
 
 
 class PhrasingInline(AdminsOnly, admin.TabularInline):  # type: ignore[type-arg]
