@@ -8,7 +8,8 @@ The database (SQLite in --data, default var/bench-console/, or DATABASE_URL's Po
 if missing) is seeded once up to --messages customer messages over --days days ending now and kept for
 later runs. Each URL is requested once to warm up, then --requests times through Django's test client
 in this process (the server's whole request path: middleware, views, templates, the database; no
-network, no ASGI server), reading the whole response (CSV exports stream). Two passes: "quiet" (no new
+network, no ASGI server; after a first round of every URL, `gc.freeze()` as the server calls it once
+loaded), reading the whole response (CSV exports stream). Two passes: "quiet" (no new
 traffic) and "live" (one new customer message, with its answer, written before each request, so the
 current hour's rollups are stale and the request rebuilds them, as under live traffic). Prints p50,
 p95 and max in milliseconds per URL and pass, and whether p95 is within the 200 ms target.
@@ -17,6 +18,7 @@ p95 and max in milliseconds per URL and pass, and whether p95 is within the 200 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -49,6 +51,10 @@ def ensure_postgres_database(url: str) -> None:
     with psycopg.connect(admin, autocommit=True) as connection:
         if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def percentile95(ordered: list[float]) -> float:
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def host() -> str:
@@ -147,11 +153,18 @@ def main() -> None:
             model_name=settings.TANDEM_SMALL_MODEL_NAME, input_tokens=12, latency_ms=3,
         )  # fmt: skip
 
-    def fetch(url: str) -> tuple[float, int, int]:
+    def fetch(url: str) -> tuple[float, float, int, int]:
+        """(ms to the whole response, ms to its first chunk, status, bytes)."""
         began = time.perf_counter()
         response = client.get(url)
-        body = b"".join(response.streaming_content) if response.streaming else response.content  # type: ignore[attr-defined]
-        return (time.perf_counter() - began) * 1000, response.status_code, len(body)
+        if response.streaming:
+            chunks = iter(response.streaming_content)  # type: ignore[attr-defined]
+            body = next(chunks, b"")
+            first = time.perf_counter()
+            body += b"".join(chunks)
+        else:
+            body, first = response.content, time.perf_counter()
+        return (time.perf_counter() - began) * 1000, (first - began) * 1000, response.status_code, len(body)
 
     database = f"PostgreSQL {getattr(connection, 'pg_version', '')}" if connection.vendor == "postgresql" else ""
     if connection.vendor == "sqlite":
@@ -162,29 +175,37 @@ def main() -> None:
         f"\n{database}; {total:,} customer messages over {args.days} days, {in_range:,} of them in the 30-day range "
         f"{start}..{today}; {args.requests} requests per URL and pass; host: {host()}\n"
     )
-    print("| URL (30-day range) | pass | p50 ms | p95 ms | max ms | bytes | within 200 ms |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    # As the server does once it has loaded (support/asgi.py): what lives as long as the process is
+    # moved out of the collector's sight, so a full collection does not walk it mid-request.
+    for url in urls:
+        fetch(url)
+    gc.collect()
+    gc.freeze()
+    print("| URL (30-day range) | pass | p50 ms | p95 ms | max ms | first byte p95 ms | bytes | within 200 ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     worst = 0.0
     for url in urls:
-        status = fetch(url)[1]
+        status = fetch(url)[2]
         if status != 200:
-            print(f"| `{url}` | | HTTP {status} | | | | no |")
+            print(f"| `{url}` | | HTTP {status} | | | | | no |")
             continue
         for name in ("quiet", "live"):
-            times = []
+            times, firsts = [], []
             size = 0
             for _ in range(args.requests):
                 if name == "live":
                     live_message()
-                elapsed, _, size = fetch(url)
+                elapsed, first, _, size = fetch(url)
                 times.append(elapsed)
+                firsts.append(first)
             times.sort()
-            p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+            firsts.sort()
+            p95 = percentile95(times)
             worst = max(worst, p95)
             shown = url.replace(span, "…").replace("?…&", "?").replace("?…", "")
             print(
-                f"| `{shown}` | {name} | {statistics.median(times):.0f} | {p95:.0f} | {times[-1]:.0f} | {size:,} | "
-                f"{'yes' if p95 <= TARGET_MS else '**no**'} |",
+                f"| `{shown}` | {name} | {statistics.median(times):.0f} | {p95:.0f} | {times[-1]:.0f} | "
+                f"{percentile95(firsts):.0f} | {size:,} | {'yes' if p95 <= TARGET_MS else '**no**'} |",
                 flush=True,
             )
     print(f"\nworst p95: {worst:.0f} ms (target {TARGET_MS:.0f} ms)")
