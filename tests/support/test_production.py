@@ -44,7 +44,18 @@ def test_without_it_the_deployment_checks_complain(tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", ["/", "/review/", "/console/", "/accounts/login/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/",
+        "/review/",
+        "/review/checks/",
+        "/console/",
+        "/console/intents/",
+        "/console/conversations/",
+        "/accounts/login/",
+    ],
+)
 def test_pages_send_a_content_security_policy_whose_nonce_their_inline_blocks_carry(url: str, agent: User) -> None:
     client = Client()
     client.force_login(agent)
