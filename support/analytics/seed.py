@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from chatbot import costs
@@ -114,6 +114,10 @@ def seed(
                         small_model, large_model, end,
                     )  # fmt: skip
                 say(f"{written['customer_messages']:,} customer messages written")
+    # The planner's statistics, out of date after a bulk load (PostgreSQL would otherwise scan whole
+    # tables for queries an index answers in a millisecond, until autovacuum gets round to it).
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
     say("Rebuilding the console's rollups")
     rollups.rebuild_all()
     return written
