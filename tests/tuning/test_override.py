@@ -141,3 +141,16 @@ def test_a_damaged_operating_point_file_leaves_the_trained_thresholds(model_dir:
     assert model.policy is not None
     (model_dir / OPERATING_POINT_FILE).write_text("{not json")
     assert Thresholds.current().confidence == model.policy.confidence_threshold
+
+
+def test_the_console_says_an_admin_chose_the_threshold_serving(model_dir: Path, admin_user: User) -> None:
+    from django.test import Client
+
+    model = get_small_model()
+    client = Client()
+    client.force_login(admin_user)
+    assert "operating point</a> page" not in client.get("/console/").content.decode()
+    actions.choose(admin_user, model.version, 0.9, How.POINT, "test")
+    html = client.get("/console/").content.decode()
+    chosen_by = html.split('id="thresholds-chosen-by">')[1].split("</dd>")[0]
+    assert "an admin, on the" in chosen_by and "0.900" in html
