@@ -366,9 +366,15 @@ def _answer_small(
     return stored
 
 
+# The most a latency column holds (a 32-bit integer on PostgreSQL): 24.8 days. An agent answering a
+# message older than that is recorded as taking that long; the console's histograms end at an hour.
+MAX_LATENCY_MS = 2**31 - 1
+
+
 def _ms(seconds: float) -> int:
-    """A duration in whole milliseconds, never negative (clocks of two machines may disagree a little)."""
-    return max(0, round(seconds * 1000))
+    """A duration in whole milliseconds, never negative (clocks of two machines may disagree a little)
+    and at most MAX_LATENCY_MS."""
+    return min(MAX_LATENCY_MS, max(0, round(seconds * 1000)))
 
 
 def _escalate(

@@ -94,3 +94,15 @@ def test_an_agents_reply_keeps_how_long_the_customer_waited_for_it(
     reply = actions.post_agent_reply(conversation.id, agent, "Hi, Alex here. How can I help?")
     assert reply.latency_ms is not None and 90_000 <= reply.latency_ms < 100_000
     assert reply.first_token_ms is None
+
+
+@pytest.mark.django_db
+def test_an_agent_answering_a_month_old_message_records_the_most_a_latency_holds(
+    knowledge_base: None, agent: User
+) -> None:
+    conversation = Conversation.objects.create()
+    old = Message.objects.create(conversation=conversation, role=Role.CUSTOMER, text="hello?", client_id="o1")
+    Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+    reply = actions.post_agent_reply(conversation.pk, agent, "Sorry for the wait!")
+    reply.refresh_from_db()
+    assert reply.latency_ms == actions.MAX_LATENCY_MS == 2**31 - 1

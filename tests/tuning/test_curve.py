@@ -52,7 +52,9 @@ def test_with_few_labels_the_knowledge_base_rows_the_model_never_saw_are_added(m
     label("when will my parcel arrive", "track-order", spot_check=True)
     # A label the model was trained on (given before it, not one of the held-out ones) would flatter it.
     learnt = label("where is my stuff", "track-order")
-    if learnt.message_id % 5 == 0:
+    while learnt.message_id % 5 == 0:
+        # One in five is held out, never trained on (it would count as a desk label): not this one.
+        learnt.message.delete()
         learnt = label("where is my stuff please", "track-order")
     learnt.given_at -= timedelta(days=3650)
     learnt.save()
