@@ -1,11 +1,12 @@
 """Metrics for Prometheus at /metrics, read from the database at each scrape.
 
 Several server processes answer requests, so counters kept in one process's memory would each tell a
-part of the story; the database holds all of it. Each scrape runs three aggregate queries (customer
+part of the story; the database holds all of it. Each scrape runs four aggregate queries (customer
 messages by destination and escalation reason; conversations waiting; large-model jobs and their
-latencies) and reads the serving small model's metadata. What is stored ages out with the purge of
-customers' data, so the message figures are gauges, not counters, and the latency histograms, built
-from all stored large-model jobs, may go down after a purge (Prometheus takes that for a reset).
+latencies; the small model's and agents' answer times) and reads the serving small model's metadata.
+What is stored ages out with the purge of customers' data, so the message figures are gauges, not
+counters, and the latency histograms, built from all stored large-model jobs and answers, may go down
+after a purge (Prometheus takes that for a reset).
 
 Access: an agent's or admin's session, or `Authorization: Bearer <TANDEM_METRICS_TOKEN>`.
 """
@@ -29,12 +30,16 @@ from prometheus_client.registry import Collector
 
 from chatbot.routes import Destination, Reason
 from chatbot.small import model as small_model
-from support.conversations.models import Conversation, JobState, LargeJob, Message, Owner, Role
+from support.conversations.models import Conversation, JobState, LargeJob, Message, Owner, Role, Tier
 from support.permissions import is_agent
 
 RECENT = timedelta(hours=24)
 # Seconds: from the customer's message to the large model's first token, and to its whole answer.
 LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+# Seconds, from the customer's message to the small model's answer (measured in the server from the
+# moment the socket received the frame) and to an agent's reply.
+SMALL_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+AGENT_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, 86400.0)
 UNROUTED = "unrouted"
 WAITING_OWNERS = (Owner.PENDING, Owner.PEOPLE)
 
@@ -48,6 +53,7 @@ class TandemCollector(Collector):
         yield from self._messages()
         yield from self._waiting()
         yield from self._large_jobs()
+        yield from self._answer_times()
         yield from self._models()
 
     def _messages(self) -> Iterator[Metric]:
@@ -146,6 +152,32 @@ class TandemCollector(Collector):
             buckets.append(("+Inf", figures[f"{key}_count"]))
             yield HistogramMetricFamily(
                 name, documentation, buckets=buckets, sum_value=max(0.0, _seconds(figures[f"{key}_sum"]))
+            )
+
+    def _answer_times(self) -> Iterator[Metric]:
+        """Histograms of the small model's answers and agents' replies (Message.latency_ms), one query."""
+        families = (
+            (Tier.SMALL, SMALL_BUCKETS, "tandem_small_model_answer_seconds", "the small model's answer (server side)"),
+            (Tier.AGENT, AGENT_BUCKETS, "tandem_agent_reply_seconds", "an agent's reply"),
+        )
+        aggregates: dict[str, Any] = {}
+        for tier, bounds, _, _ in families:
+            timed = Q(tier=tier)
+            aggregates[f"{tier}_count"] = Count("pk", filter=timed)
+            aggregates[f"{tier}_sum"] = Sum("latency_ms", filter=timed)
+            for number, bound in enumerate(bounds):
+                aggregates[f"{tier}_{number}"] = Count("pk", filter=timed & Q(latency_ms__lte=bound * 1000))
+        figures = Message.objects.filter(tier__in=[tier for tier, *_ in families], latency_ms__isnull=False).aggregate(
+            **aggregates
+        )
+        for tier, bounds, name, documentation in families:
+            buckets = [(str(bound), figures[f"{tier}_{number}"]) for number, bound in enumerate(bounds)]
+            buckets.append(("+Inf", figures[f"{tier}_count"]))
+            yield HistogramMetricFamily(
+                name,
+                f"From a customer's message to {documentation}.",
+                buckets=buckets,
+                sum_value=(figures[f"{tier}_sum"] or 0) / 1000,
             )
 
     def _models(self) -> Iterator[Metric]:

@@ -13,6 +13,9 @@ class HourRollup(models.Model):
 
     hour = models.DateTimeField(primary_key=True)
     figures = models.JSONField(default=dict)
+    # The by-intent part of the figures (rollups.INTENT_FIGURES under each intent): a day's intent rows
+    # are the sum of its hours', so a change rebuilds one hour, not the day. Not read by the series.
+    intents = models.JSONField(default=dict)
     computed_at = models.DateTimeField()
 
     def __str__(self) -> str:
@@ -31,6 +34,38 @@ class IntentDayRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.intent or '(no intent)'}"
+
+
+class ConversationRollup(models.Model):
+    """One conversation's figures for the console's conversation list and its CSV export, rebuilt with
+    the hour the conversation started in (every change to one of its messages marks that hour stale).
+    `head` and `tail` are its CSV row around the state (which is read from the conversation itself, as
+    it changes without a message): the export of a month is one query and no formatting per row."""
+
+    conversation = models.OneToOneField(
+        "conversations.Conversation", primary_key=True, on_delete=models.CASCADE, related_name="rollup"
+    )
+    created_at = models.DateTimeField()
+    customer_messages = models.PositiveIntegerField(default=0)
+    # Customer messages by where the router sent them.
+    to_small = models.PositiveIntegerField(default=0)
+    to_large = models.PositiveIntegerField(default=0)
+    to_people = models.PositiveIntegerField(default=0)
+    # Messages that mean people handled it: a customer message sent to people, or an agent's reply.
+    people_messages = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    head = models.TextField()
+    tail = models.TextField()
+
+    class Meta:
+        indexes = [models.Index(fields=["-created_at", "-conversation"], name="conversation_rollup_started")]
+
+    def __str__(self) -> str:
+        return f"Rollup of {self.conversation_id}"
+
+    @property
+    def handled_by_people(self) -> bool:
+        return self.people_messages > 0
 
 
 class StaleHour(models.Model):

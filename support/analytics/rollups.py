@@ -31,13 +31,15 @@ from django.db.models.functions import TruncHour
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from support.analytics.models import HourRollup, IntentDayRollup, StaleHour
+from support.analytics.models import ConversationRollup, HourRollup, IntentDayRollup, StaleHour
 from support.conversations.models import Conversation, Message, Role, Tier
 
 logger = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 DESTINATIONS = ("small", "large", "people")
+# The messages that mean people handled a conversation: a customer message sent to people, an agent's reply.
+PEOPLE = Q(role=Role.CUSTOMER, destination="people") | Q(tier=Tier.AGENT)
 # Answer times kept as histograms (percentiles of a range add up from them): a small-tier answer, the
 # large model's first token and whole answer, and an agent's reply (Message.latency_ms, first_token_ms).
 LATENCIES = ("small", "large_first_token", "large", "agent")
@@ -89,8 +91,10 @@ def mark(moments: Iterable[datetime | None]) -> None:
 
 
 def mark_messages(message_ids: Iterable[int]) -> None:
-    """The hours of these customer messages (for writes that bypass the signals: bulk updates)."""
-    mark(Message.objects.filter(pk__in=list(message_ids)).values_list("created_at", flat=True))
+    """The hours of these messages and of their conversations' starts (for writes that bypass the
+    signals: bulk updates)."""
+    moments = Message.objects.filter(pk__in=list(message_ids)).values_list("created_at", "conversation__created_at")
+    mark(moment for pair in moments for moment in pair)
 
 
 def _created_at(instance: Message, field: str, model: type[Any], pk: Any) -> list[datetime]:
@@ -125,8 +129,11 @@ def _rating_saved(instance: Any, **_: Any) -> None:
         mark(Conversation.objects.filter(pk=instance.conversation_id).values_list("created_at", flat=True))
 
 
-def _conversation_deleted(instance: Conversation, **_: Any) -> None:
-    mark([instance.created_at])
+def _conversation_changed(instance: Conversation, created: bool = True, **_: Any) -> None:
+    # Started (it counts in its hour, with no message yet) or deleted; other changes of the row itself
+    # (its state) are read from it, not rolled up.
+    if created:
+        mark([instance.created_at])
 
 
 def _conversation_work(instance: Any, **_: Any) -> None:
@@ -141,7 +148,8 @@ def connect() -> None:
     for signal in (post_save, post_delete):
         signal.connect(_message_saved, sender=Message, dispatch_uid=f"rollups-message-{signal}")
         signal.connect(_label_saved, sender=Label, dispatch_uid=f"rollups-label-{signal}")
-    post_delete.connect(_conversation_deleted, sender=Conversation, dispatch_uid="rollups-conversation")
+    for signal in (post_save, post_delete):
+        signal.connect(_conversation_changed, sender=Conversation, dispatch_uid=f"rollups-conversation-{signal}")
     from support.conversations.models import Event, Rating
     from support.review.models import Note
 
@@ -294,9 +302,7 @@ def conversation_ratings(start: datetime, end: datetime) -> list[int]:
 def _conversations(start: datetime, end: datetime) -> list[int]:
     """[started, with people]: conversations started in [start, end), and how many of them people
     handled (a message went to people, or an agent replied)."""
-    people = Message.objects.filter(conversation=OuterRef("pk")).filter(
-        Q(role=Role.CUSTOMER, destination="people") | Q(tier=Tier.AGENT)
-    )
+    people = Message.objects.filter(PEOPLE, conversation=OuterRef("pk"))
     counts = Conversation.objects.filter(created_at__gte=start, created_at__lt=end).aggregate(
         started=Count("pk"), people=Count("pk", filter=Q(Exists(people)))
     )
@@ -341,36 +347,43 @@ def _customer(start: datetime, end: datetime) -> QuerySet[Message]:
     return Message.objects.filter(role=Role.CUSTOMER, created_at__gte=start, created_at__lt=end)
 
 
+# What the by-intent table reads (the rest stays in the hour rollups: intent rows are many).
+INTENT_FIGURES = ("messages", "destinations", "escalations", "checked", "right", "ratings")
+
+
 def rebuild_hour(hour: datetime) -> None:
-    figures = _figures(_customer(hour, hour + HOUR), by_intent=False).get("")
+    """Rebuild an hour's rollup (its figures in all and by intent) and the rollups of the conversations
+    that started in it."""
+    by_intent = _figures(_customer(hour, hour + HOUR), by_intent=True)
     conversations = _conversations(hour, hour + HOUR)
-    if figures is None and not conversations[0]:
+    rebuild_conversations(hour, hour + HOUR)
+    if not by_intent and not conversations[0]:
         HourRollup.objects.filter(hour=hour).delete()
         return
-    figures = figures or {}
+    figures: dict[str, Any] = {}
+    for item in by_intent.values():
+        add(figures, item)
     figures["conversations"] = conversations
     figures["conversation_ratings"] = conversation_ratings(hour, hour + HOUR)
     figures["agent_seconds"] = agent_seconds(
         Conversation.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR)
     )
+    intents = {intent: {key: item[key] for key in INTENT_FIGURES} for intent, item in by_intent.items()}
     HourRollup.objects.bulk_create(
-        [HourRollup(hour=hour, figures=figures, computed_at=timezone.now())],
+        [HourRollup(hour=hour, figures=figures, intents=intents, computed_at=timezone.now())],
         update_conflicts=True,
         unique_fields=["hour"],
-        update_fields=["figures", "computed_at"],
+        update_fields=["figures", "intents", "computed_at"],
     )
 
 
-# What the by-intent table reads (the rest stays in the hour rollups: intent rows are many).
-INTENT_FIGURES = ("messages", "destinations", "escalations", "checked", "right", "ratings")
-
-
 def rebuild_intent_day(day: date) -> None:
+    """A day's intent rows: the sum of its hours' (rebuild those first)."""
     first, end = day_hours(day)
-    figures = {
-        intent: {key: item[key] for key in INTENT_FIGURES}
-        for intent, item in _figures(_customer(first, end), by_intent=True).items()
-    }
+    figures: dict[str, dict[str, Any]] = {}
+    for intents in HourRollup.objects.filter(hour__gte=first, hour__lt=end).values_list("intents", flat=True):
+        for intent, item in intents.items():
+            add(figures.setdefault(intent, {}), item)
     with transaction.atomic():
         IntentDayRollup.objects.filter(day=day).exclude(intent__in=list(figures)).delete()
         IntentDayRollup.objects.bulk_create(
@@ -379,6 +392,58 @@ def rebuild_intent_day(day: date) -> None:
             unique_fields=["day", "intent"],
             update_fields=["figures"],
         )
+
+
+def rebuild_conversations(start: datetime, end: datetime) -> None:
+    """The rollups of the conversations started in [start, end): their messages counted and costed, and
+    their CSV row made (conversation, started in the site's time zone, state, customer messages, with
+    people, cost)."""
+    started = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
+    customer = Q(role=Role.CUSTOMER)
+    counts: dict[Any, dict[str, Any]] = {
+        row["conversation"]: dict(row)
+        for row in Message.objects.filter(conversation__created_at__gte=start, conversation__created_at__lt=end)
+        .values("conversation")
+        .annotate(
+            customer=Count("pk", filter=customer),
+            small=Count("pk", filter=customer & Q(destination="small")),
+            large=Count("pk", filter=customer & Q(destination="large")),
+            to_people=Count("pk", filter=customer & Q(destination="people")),
+            people=Count("pk", filter=PEOPLE),
+            cost=Sum("cost_usd"),
+        )
+    }
+    zone = timezone.get_default_timezone()
+    rows = []
+    for pk, created_at in started.values_list("pk", "created_at"):
+        row: dict[str, Any] = counts.get(pk, {})
+        cost = row.get("cost") or Decimal(0)
+        rows.append(
+            ConversationRollup(
+                conversation_id=pk,
+                created_at=created_at,
+                customer_messages=row.get("customer", 0),
+                to_small=row.get("small", 0),
+                to_large=row.get("large", 0),
+                to_people=row.get("to_people", 0),
+                people_messages=row.get("people", 0),
+                cost_usd=cost,
+                head=f"{pk},{created_at.astimezone(zone).isoformat(timespec='seconds')},",
+                tail=f",{row.get('customer', 0)},{'yes' if row.get('people') else 'no'},{cost:.8f}\r\n",
+            )
+        )
+    ConversationRollup.objects.filter(created_at__gte=start, created_at__lt=end).exclude(
+        conversation__in=[row.conversation_id for row in rows]
+    ).delete()
+    ConversationRollup.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["conversation"],
+        update_fields=[
+            "created_at", "customer_messages", "to_small", "to_large", "to_people", "people_messages",
+            "cost_usd", "head", "tail",
+        ],
+    )  # fmt: skip
 
 
 def refresh(batch: int | None = None, within: tuple[datetime, datetime] | None = None) -> int:
@@ -416,6 +481,7 @@ def rebuild_all() -> int:
     or a change of TIME_ZONE)."""
     HourRollup.objects.all().delete()
     IntentDayRollup.objects.all().delete()
+    ConversationRollup.objects.all().delete()
     hours = set(
         Message.objects.annotate(hour=TruncHour("created_at", tzinfo=UTC)).values_list("hour", flat=True).distinct()
     )
@@ -446,13 +512,19 @@ def hours(date_from: date, date_to: date) -> list[HourRollup]:
     stale hour of the range is rebuilt first."""
     start, end = _span(date_from, date_to)
     refresh(within=(start, end))
-    return list(HourRollup.objects.filter(hour__gte=start, hour__lt=end).order_by("hour"))
+    return list(HourRollup.objects.filter(hour__gte=start, hour__lt=end).defer("intents").order_by("hour"))
 
 
 def intent_days(date_from: date, date_to: date) -> list[IntentDayRollup]:
     """The day-and-intent rollups of the range, up to date."""
     refresh(within=_span(date_from, date_to))
     return list(IntentDayRollup.objects.filter(day__gte=date_from, day__lte=date_to))
+
+
+def conversations(start: datetime, end: datetime) -> QuerySet[ConversationRollup]:
+    """The rollups of the conversations started in [start, end), up to date."""
+    refresh(within=(hour_of(start), end))
+    return ConversationRollup.objects.filter(created_at__gte=start, created_at__lt=end)
 
 
 def add(total: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:

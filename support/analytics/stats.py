@@ -9,17 +9,18 @@ created, and so does everything that became of it (its answers and their cost, e
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from chatbot import costs
 from chatbot.smalltalk import is_small_talk
 from support.analytics import rollups
-from support.analytics.models import HourRollup
 from support.conversations.models import Message, Tier
 
 DEFAULT_DAYS = 30
@@ -82,22 +83,33 @@ def _large_model() -> str:
     return str(latest or getattr(settings, "TANDEM_LLM_MODEL_NAME", "SmolLM2-135M-Instruct"))
 
 
-def baseline_per_message(large_answers: list[int]) -> tuple[Decimal, str]:
-    """(the cost of one customer message the large model did not answer, had it answered it; the model
-    priced): see BASELINE_METHOD. `large_answers`: [count, input tokens, output tokens] in the range."""
+@dataclass(frozen=True)
+class LargeEstimate:
+    """What one customer message would cost sent to the large model (see BASELINE_METHOD)."""
+
+    usd_per_message: Decimal
+    model: str
+    basis: str
+
+
+def baseline_per_message(large_answers: list[int]) -> LargeEstimate:
+    """The cost of one customer message the large model did not answer, had it answered it: see
+    BASELINE_METHOD. `large_answers`: [count, input tokens, output tokens] in the range ([0, 0, 0]: over
+    all time). The operating point's curve prices the large tier with it too."""
     model = _large_model()
     count, tokens_in, tokens_out = large_answers
     if not count:
-        rollups.refresh_all()
-        every: dict[str, Any] = {}
-        for figures in HourRollup.objects.values_list("figures", flat=True):
-            rollups.add(every, {"large_answers": figures.get("large_answers", [0, 0, 0])})
-        count, tokens_in, tokens_out = every.get("large_answers", [0, 0, 0])
+        every = Message.objects.filter(tier=Tier.LARGE).aggregate(
+            n=Count("pk"), tokens_in=Sum("input_tokens"), tokens_out=Sum("output_tokens")
+        )
+        count, tokens_in, tokens_out = every["n"], every["tokens_in"] or 0, every["tokens_out"] or 0
     if count:
-        return costs.cost_usd(model, tokens_in, tokens_out) / count, model
+        basis = f"mean tokens of {count} large-model answers"
+        return LargeEstimate(costs.cost_usd(model, tokens_in, tokens_out) / count, model, basis)
     tokens_in = int(getattr(settings, "TANDEM_BASELINE_INPUT_TOKENS", 600))
     tokens_out = int(getattr(settings, "TANDEM_BASELINE_OUTPUT_TOKENS", 120))
-    return costs.cost_usd(model, tokens_in, tokens_out), model
+    basis = f"no large-model answer yet: {tokens_in} input and {tokens_out} output tokens assumed"
+    return LargeEstimate(costs.cost_usd(model, tokens_in, tokens_out), model, basis)
 
 
 def people_seconds_per_message(figures: dict[str, Any]) -> float:
@@ -195,7 +207,8 @@ def report(date_from: date, date_to: date, step: str | None = None) -> tuple[dic
     total: dict[str, Any] = {}
     for row in rows:
         rollups.add(total, row.figures)
-    per_message, large_model = baseline_per_message(total.get("large_answers", [0, 0, 0]))
+    large = baseline_per_message(total.get("large_answers", [0, 0, 0]))
+    per_message, large_model = large.usd_per_message, large.model
     people_per_message = people_seconds_per_message(total)
     stats = {
         "from": date_from.isoformat(),

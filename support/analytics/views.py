@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
+from datetime import date
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db import connection
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Concat
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
@@ -19,6 +21,7 @@ from chatbot import smalltalk
 from chatbot.policy import Thresholds
 from chatbot.small.model import current_meta
 from support.analytics import rollups
+from support.analytics.models import ConversationRollup
 from support.analytics.stats import (
     BASELINE_METHOD,
     NO_INTENT,
@@ -30,7 +33,7 @@ from support.analytics.stats import (
     report,
     series,
 )
-from support.conversations.models import Conversation, Message, Role, Tier
+from support.conversations.models import Message, Role
 from support.knowledge import freshness
 from support.permissions import agent_required, is_agent
 
@@ -242,22 +245,15 @@ def _small_model_meta() -> dict[str, Any] | None:
 CONVERSATIONS_PAGE = 50
 
 
-def _per_conversation(messages: QuerySet[Message], aggregate: Any, field: Any) -> Subquery:
-    """An aggregate over a conversation's messages, as a correlated subquery: read through the index on
-    the conversation for each row shown (an EXISTS here, PostgreSQL would hash every message instead)."""
-    return Subquery(
-        messages.order_by().values("conversation").annotate(value=aggregate).values("value")[:1], output_field=field
-    )
-
-
-def _conversations(request: HttpRequest, date_from: Any, date_to: Any) -> QuerySet[Conversation]:
-    """Conversations started in the range, newest first, narrowed by ?intent= (as the intents table
-    names them), ?destination= and ?people=yes|no."""
+def _conversations(request: HttpRequest, date_from: Any, date_to: Any) -> QuerySet[ConversationRollup]:
+    """Conversations started in the range (their rollups, up to date), newest first, narrowed by
+    ?intent= (as the intents table names them), ?destination= and ?people=yes|no."""
     start, end = day_bounds(date_from, date_to)
-    found = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
-    messages = Message.objects.filter(conversation=OuterRef("pk"))
-    customer = messages.filter(role=Role.CUSTOMER)
+    found = rollups.conversations(start, end)
     intent = request.GET.get("intent")
+    destination = request.GET.get("destination")
+    if destination not in rollups.DESTINATIONS:
+        destination = None
     matching: Q | None = None
     if intent == NO_INTENT:
         matching = Q(intent="")
@@ -265,23 +261,20 @@ def _conversations(request: HttpRequest, date_from: Any, date_to: Any) -> QueryS
         matching = Q(intent__startswith=smalltalk.PREFIX)
     elif intent:
         matching = Q(intent=intent)
-    destination = request.GET.get("destination")
-    if destination in rollups.DESTINATIONS:
-        matching = Q(destination=destination) if matching is None else matching & Q(destination=destination)
     if matching is not None:
-        found = found.alias(matching_messages=_per_conversation(customer.filter(matching), Count("pk"), IntegerField()))
-        found = found.filter(matching_messages__gt=0)
-    people = Q(role=Role.CUSTOMER, destination="people") | Q(tier=Tier.AGENT)
-    found = found.annotate(people_messages=_per_conversation(messages.filter(people), Count("pk"), IntegerField()))
+        # A customer message of the conversation with that intent (and that destination, if asked): its
+        # messages come after its start, so only the range's messages and later are read.
+        if destination:
+            matching &= Q(destination=destination)
+        messages = Message.objects.filter(matching, role=Role.CUSTOMER, created_at__gte=start)
+        found = found.filter(conversation__in=messages.values("conversation"))
+    elif destination:
+        found = found.filter(**{f"to_{destination}__gt": 0})
     if request.GET.get("people") == "yes":
         found = found.filter(people_messages__gt=0)
     elif request.GET.get("people") == "no":
-        found = found.filter(Q(people_messages__isnull=True) | Q(people_messages=0))
-    return found.order_by("-created_at").annotate(
-        customer_messages=_per_conversation(customer, Count("pk"), IntegerField()),
-        handled_by_people=Q(people_messages__gt=0),
-        cost=_per_conversation(messages, Sum("cost_usd"), DecimalField(max_digits=14, decimal_places=8)),
-    )
+        found = found.filter(people_messages=0)
+    return found.order_by("-created_at", "-conversation")
 
 
 @require_GET
@@ -296,7 +289,7 @@ def conversations(request: HttpRequest) -> HttpResponse:
         page = max(1, int(request.GET.get("page", "1")))
     except ValueError:
         page = 1
-    found = _conversations(request, date_from, date_to)
+    found = _conversations(request, date_from, date_to).select_related("conversation")
     rows = list(found[(page - 1) * CONVERSATIONS_PAGE : page * CONVERSATIONS_PAGE + 1])
     filters = {key: request.GET[key] for key in ("intent", "destination", "people") if request.GET.get(key)}
     query = _range_query(date_from, date_to, **filters)
@@ -315,22 +308,20 @@ def conversations(request: HttpRequest) -> HttpResponse:
     return render(request, "analytics/conversations.html", context)
 
 
-def _conversation_rows(request: HttpRequest, date_from: Any, date_to: Any) -> Iterator[tuple[Any, ...]]:
-    """The conversation list as CSV rows (filtered as the page filters them)."""
-    zone = timezone.get_default_timezone()
-    yield ("conversation", "started", "state", "customer_messages", "with_people", "cost_usd")
-    found = _conversations(request, date_from, date_to).values_list(  # type: ignore[misc]  # annotated there
-        "pk", "created_at", "owner", "customer_messages", "handled_by_people", "cost"
-    )
-    for pk, started, owner, count, people, cost in found.iterator(chunk_size=5000):
-        yield (
-            str(pk),
-            started.astimezone(zone).isoformat(timespec="seconds"),
-            owner,
-            count or 0,
-            "yes" if people else "no",
-            cost or 0,
-        )
+CONVERSATIONS_HEADER = "conversation,started,state,customer_messages,with_people,cost_usd\r\n"
+
+
+def _conversation_csv(request: HttpRequest, date_from: Any, date_to: Any, rows: int = 5000) -> Iterator[str]:
+    """The conversation list as CSV (filtered as the page filters them), `rows` lines a chunk: each
+    line is its rollup's, around the conversation's state, put together by the database."""
+    found = _conversations(request, date_from, date_to)
+    lines = found.values_list(Concat("head", "conversation__owner", "tail", output_field=TextField()))
+    sql, params = lines.query.sql_with_params()
+    yield CONVERSATIONS_HEADER
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(rows):
+            yield "".join(line for (line,) in chunk)
 
 
 EXPORTS = ("summary", "series", "reasons", "intents", "conversations")
@@ -369,10 +360,14 @@ def export(request: HttpRequest, table: str) -> HttpResponseBase:
         keys += ["checked", "accuracy"]
         rows = [keys, *([row[key] if row[key] is not None else "" for key in keys] for row in found)]
     else:
-        rows = _conversation_rows(request, date_from, date_to)
+        return _download(_conversation_csv(request, date_from, date_to), table, date_from, date_to)
+    return _download(_csv_chunks(rows), table, date_from, date_to)
+
+
+def _download(chunks: Iterator[str], table: str, date_from: date, date_to: date) -> StreamingHttpResponse:
     name = f"tandem-{table}-{date_from.isoformat()}-{date_to.isoformat()}.csv"
     return StreamingHttpResponse(
-        _csv_chunks(rows),
+        chunks,
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max
 
 from chatbot import costs
 from chatbot.policy import Signals, Thresholds, decide
@@ -36,7 +36,7 @@ from chatbot.small import classifier
 from chatbot.small import model as small_model
 from chatbot.small.model import Prediction, SmallModel
 from chatbot.smalltalk import builtin, with_small_talk
-from support.conversations.models import Message, Tier
+from support.analytics.stats import LargeEstimate, baseline_per_message
 from support.knowledge.loader import training_examples
 from support.knowledge.models import Article
 from support.knowledge.retraining import HELD_OUT_EVERY
@@ -114,29 +114,10 @@ class Curve:
         return within[-1] if within else None
 
 
-@dataclass(frozen=True)
-class LargeEstimate:
-    usd_per_message: Decimal
-    model: str
-    basis: str
-
-
 def large_per_message() -> LargeEstimate:
     """What one message sent to the large model costs, as the console's all-large baseline prices it
-    (support/analytics/stats.py BASELINE_METHOD): the mean tokens of a large-model answer (over all
-    time here), else TANDEM_BASELINE_INPUT_TOKENS / _OUTPUT_TOKENS, priced as the large model in use."""
-    large = Message.objects.filter(tier=Tier.LARGE)
-    latest = large.exclude(model_name="").order_by("-created_at", "-id").values_list("model_name", flat=True).first()
-    model = str(latest or settings.TANDEM_LLM_MODEL_NAME)
-    observed = large.aggregate(n=Count("id"), tokens_in=Sum("input_tokens"), tokens_out=Sum("output_tokens"))
-    if observed["n"]:
-        usd = costs.cost_usd(model, observed["tokens_in"] or 0, observed["tokens_out"] or 0) / observed["n"]
-        basis = f"mean tokens of {observed['n']} large-model answers"
-    else:
-        tokens_in, tokens_out = settings.TANDEM_BASELINE_INPUT_TOKENS, settings.TANDEM_BASELINE_OUTPUT_TOKENS
-        usd = costs.cost_usd(model, tokens_in, tokens_out)
-        basis = f"no large-model answer yet: {tokens_in} input and {tokens_out} output tokens assumed"
-    return LargeEstimate(usd, model, basis)
+    over all time (support/analytics/stats.py BASELINE_METHOD)."""
+    return baseline_per_message([0, 0, 0])
 
 
 def cost_per_1000(point: Point, large: LargeEstimate) -> Decimal:

@@ -138,6 +138,29 @@ def test_every_table_and_series_downloads_as_csv(by_intents: dict[str, Conversat
     assert client.get("/console/export/summary.csv", {"from": "yesterday"}).status_code == 400
 
 
+def test_the_conversation_export_lists_each_conversation_as_the_page_does(
+    by_intents: dict[str, Conversation], agent: User, settings: Any
+) -> None:
+    """Every column, in the site's time zone, newest first; the state as it is now (a close that no
+    message followed); the page's filters apply to the export too."""
+    settings.TIME_ZONE = "Europe/Paris"
+    rollups.rebuild_all()  # the rows were made in UTC
+    Conversation.objects.filter(pk=by_intents["people"].pk).update(owner="closed")
+    client = logged_in(agent)
+    listed = read_csv(client.get("/console/export/conversations.csv", RANGE))
+    assert listed == [
+        ["conversation", "started", "state", "customer_messages", "with_people", "cost_usd"],
+        [str(by_intents["other"].pk), "2024-03-12T09:00:00+01:00", "bot", "1", "no", "0.00000000"],
+        [str(by_intents["people"].pk), "2024-03-11T11:00:00+01:00", "closed", "3", "yes", "0.00000000"],
+        [str(by_intents["bot"].pk), "2024-03-11T10:00:00+01:00", "bot", "6", "no", "0.00004000"],
+    ]
+    for filters in ({"intent": "refund"}, {"intent": "(no intent)"}, {"destination": "large"}, {"people": "no"}):
+        page = client.get("/console/conversations/", {**RANGE, **filters}).content.decode()
+        export = read_csv(client.get("/console/export/conversations.csv", {**RANGE, **filters}))
+        assert [row[0] for row in export[1:]] == re.findall(r'data-conversation="([^"]+)"', page), filters
+    assert [row[0] for row in export[1:]] == [str(by_intents["other"].pk), str(by_intents["bot"].pk)]
+
+
 def test_a_cell_a_spreadsheet_would_run_is_exported_as_text(prices: None, agent: User) -> None:
     conversation = conversation_at(at(11, 9))
     make(conversation, at(11, 9, 1), Role.CUSTOMER, destination="small", intent="=HYPERLINK(1)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from support.analytics import rollups
 from support.analytics.models import HourRollup, IntentDayRollup, StaleHour
-from support.analytics.stats import compute_stats, series
+from support.analytics.stats import compute_stats, day_bounds, series
 from support.conversations import actions
 from support.conversations.models import Conversation, Message, Role, Tier
 from support.review import actions as review_actions
@@ -171,11 +172,36 @@ def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(pr
             compute_stats(date(2024, 3, 9), date(2024, 3, 14))  # reads in between refresh some hours
 
     span = (date(2024, 3, 9), date(2024, 3, 14))
-    read = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span))
+    read = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span), _conversations(span))
     rollups.rebuild_all()
-    rebuilt = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span))
+    rebuilt = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span), _conversations(span))
     assert read == rebuilt
     assert read[0]["messages"] == len(questions) > 20
+    # And each conversation's figures are what its messages say, counted here without the rollups.
+    assert {pk: figures[:3] for pk, figures in read[4].items()} == {
+        conversation.pk: (
+            conversation.messages.filter(role=Role.CUSTOMER).count(),
+            conversation.messages.filter(rollups.PEOPLE).count(),
+            sum((m.cost_usd or 0 for m in conversation.messages.all()), Decimal(0)),
+        )
+        for conversation in conversations
+    }
+
+
+def _conversations(span: tuple[date, date]) -> dict[Any, tuple[Any, ...]]:
+    return {
+        row.conversation_id: (
+            row.customer_messages,
+            row.people_messages,
+            row.cost_usd,
+            row.to_small,
+            row.to_large,
+            row.to_people,
+            row.head,
+            row.tail,
+        )  # fmt: skip
+        for row in rollups.conversations(*day_bounds(*span))
+    }
 
 
 def _intents(span: tuple[date, date]) -> dict[tuple[str, str], Any]:

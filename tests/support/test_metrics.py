@@ -16,7 +16,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatbot.small import model as small_model
-from support.conversations.models import Conversation, JobState, LargeJob, Message, Owner, Role
+from support.conversations.models import Conversation, JobState, LargeJob, Message, Owner, Role, Tier
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +67,17 @@ def traffic(db: None) -> None:
             finished_at=message.created_at + timedelta(seconds=finished),
         )
     LargeJob.objects.create(message=queued, conversation=bot, queued_at=timezone.now())
+    # Answer times: the small model's in milliseconds, an agent's in minutes; one answer with none stored.
+    first, second, third = Message.objects.filter(destination="small").order_by("pk")
+    for question, tier, role, latency in (
+        (first, Tier.SMALL, Role.BOT, 2),
+        (second, Tier.SMALL, Role.BOT, 40),
+        (third, Tier.SMALL, Role.BOT, None),
+        (third, Tier.AGENT, Role.AGENT, 150_000),
+    ):
+        Message.objects.create(
+            conversation=bot, role=role, tier=tier, text="answer", reply_to=question, latency_ms=latency
+        )
 
 
 @pytest.fixture
@@ -132,6 +143,14 @@ def test_the_numbers_match_the_messages_stored(staff: Client, traffic: None) -> 
     assert value("tandem_large_model_answer_seconds_bucket", le="5.0") == 1
     assert value("tandem_large_model_answer_seconds_bucket", le="+Inf") == 2
     assert value("tandem_large_model_answer_seconds_sum") == pytest.approx(43.0)
+    assert value("tandem_small_model_answer_seconds_bucket", le="0.001") == 0
+    assert value("tandem_small_model_answer_seconds_bucket", le="0.002") == 1
+    assert value("tandem_small_model_answer_seconds_bucket", le="0.05") == 2
+    assert value("tandem_small_model_answer_seconds_count") == 2
+    assert value("tandem_small_model_answer_seconds_sum") == pytest.approx(0.042)
+    assert value("tandem_agent_reply_seconds_bucket", le="120.0") == 0
+    assert value("tandem_agent_reply_seconds_bucket", le="300.0") == 1
+    assert value("tandem_agent_reply_seconds_count") == 1
 
 
 def test_the_model_versions_are_named(staff: Client, small_model_dir: object) -> None:
@@ -149,13 +168,13 @@ def test_a_scrape_is_a_few_aggregate_queries_however_many_messages(staff: Client
     with CaptureQueriesContext(connection) as queries:
         scrape(staff)
 
-    # The session and the user's groups, then the metrics' own three.
+    # The session and the user's groups, then the metrics' own four.
     metrics = [
         query
         for query in queries.captured_queries
         if "auth_" not in query["sql"] and "django_session" not in query["sql"]
     ]
-    assert len(metrics) == 3, [query["sql"][:120] for query in metrics]
+    assert len(metrics) == 4, [query["sql"][:120] for query in metrics]
 
 
 def test_a_scraper_asking_for_openmetrics_gets_it(staff: Client, traffic: None) -> None:
