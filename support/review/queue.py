@@ -14,7 +14,7 @@ from django.http import QueryDict
 
 from chatbot.routes import Destination, Reason
 from support.conversations import search
-from support.conversations.models import Conversation, Message, Owner, Role, Tier
+from support.conversations.models import Conversation, Message, Owner, Rating, Role, Tier
 
 PAGE_SIZE = 25
 # Longest search text taken (the rest is ignored), and most words in it.
@@ -179,6 +179,10 @@ class Queue:
         return "?" + self.filters.query(destination="", reason="", intent="", search="")
 
 
+def _count(ratings: QuerySet[Rating]) -> QuerySet[Rating]:
+    return ratings.values("conversation").annotate(n=Count("pk")).values("n")[:1]
+
+
 def build(filters: Filters, user: User) -> Queue:
     narrowed = _narrowed(filters)
     owned = _owned(filters, user)
@@ -195,6 +199,8 @@ def build(filters: Filters, user: User) -> Queue:
     oldest = shown.filter(WAITING).order_by("escalated_at").values_list("escalated_at", flat=True).first()
     customer = Message.objects.filter(conversation=OuterRef("pk"), role=Role.CUSTOMER).order_by("-created_at", "-id")
     large = Message.objects.filter(conversation=OuterRef("pk"), tier=Tier.LARGE).order_by("-created_at", "-id")
+    ratings = Rating.objects.filter(conversation=OuterRef("pk")).order_by()
+    down = ratings.filter(score__lt=0)
     rows = (
         shown.select_related("agent")
         .annotate(
@@ -203,6 +209,11 @@ def build(filters: Filters, user: User) -> Queue:
             last_customer_confidence=Subquery(customer.values("confidence")[:1]),
             large_text=Subquery(large.values("text")[:1]),
             large_delivered=Subquery(large.values("delivered")[:1]),
+            # The customer's ratings (of answers and of the whole conversation), and what the latest
+            # thumbs down said.
+            rated_up=Subquery(_count(ratings.filter(score__gt=0))),
+            rated_down=Subquery(_count(down)),
+            rated_down_comment=Subquery(down.exclude(comment="").order_by("-updated_at").values("comment")[:1]),
         )
         .order_by(*SORTS[filters.sort])
     )

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from support.conversations import search
-from support.conversations.models import Conversation, Message, Owner, Role
+from support.conversations.models import Conversation, Message, Owner, Rating, Role
 from support.review.queue import PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
@@ -258,3 +258,24 @@ def test_the_queue_pages_and_keeps_its_filters_on_every_page(agent: User, client
     assert "Page 2 of 2" in second
     # Past the last page: the last page, not an error.
     assert shown(page(client, "destination=people&page=99")) == shown(second)
+
+
+def test_the_queue_shows_how_customers_rated_each_conversation(desk: dict[str, Conversation], client: Client) -> None:
+    """Thumbs up and down on answers and on the whole conversation, and what the latest thumbs down said
+    (escaped: it is the customer's text)."""
+    conversation = desk["mine"]
+    question = conversation.messages.get()
+    answer = Message.objects.create(conversation=conversation, role=Role.AGENT, text="done", reply_to=question)
+    Rating.objects.create(conversation=conversation, message=question, answer=answer, score=-1, comment="too <slow>")
+    Rating.objects.create(conversation=conversation, score=1)
+    Rating.objects.create(conversation=desk["old"], score=1)
+    html = page(client)
+    rated = dict(
+        (conversation_id, (int(up), int(down)))
+        for conversation_id, up, down in re.findall(
+            r'<tr data-conversation="([0-9a-f-]+)".*?data-rated-up="(\d+)" data-rated-down="(\d+)"', html, re.S
+        )
+    )
+    assert rated[str(conversation.id)] == (1, 1) and rated[str(desk["old"].id)] == (1, 0)
+    assert rated[str(desk["new"].id)] == (0, 0)
+    assert "too &lt;slow&gt;" in html and "too <slow>" not in html
