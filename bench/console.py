@@ -135,6 +135,8 @@ def main() -> None:
         f"/console/export/reasons.csv?{span}",
         f"/console/export/intents.csv?{span}",
         f"/console/export/conversations.csv?{span}",
+        f"/console/export/conversations.csv?{span}&intent={top_intent}",
+        f"/console/export/conversations.csv?{span}&people=yes",
     ]
     try:
         resolve("/console/operating-point/")

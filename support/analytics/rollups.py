@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -299,16 +299,6 @@ def conversation_ratings(start: datetime, end: datetime) -> list[int]:
     return [counts["up"], counts["down"]]
 
 
-def _conversations(start: datetime, end: datetime) -> list[int]:
-    """[started, with people]: conversations started in [start, end), and how many of them people
-    handled (a message went to people, or an agent replied)."""
-    people = Message.objects.filter(PEOPLE, conversation=OuterRef("pk"))
-    counts = Conversation.objects.filter(created_at__gte=start, created_at__lt=end).aggregate(
-        started=Count("pk"), people=Count("pk", filter=Q(Exists(people)))
-    )
-    return [counts["started"], counts["people"]]
-
-
 def agent_seconds(conversations: QuerySet[Conversation]) -> int:
     """How long agents worked on these conversations, from what the desk stored: their replies, drafts
     they sent or rejected, internal notes, hand-backs and closes. Consecutive actions on a conversation
@@ -321,17 +311,25 @@ def agent_seconds(conversations: QuerySet[Conversation]) -> int:
 
     ids = conversations.values("pk")
     moments: dict[Any, list[datetime]] = {}
-    for query in (
-        Message.objects.filter(conversation__in=ids, role=Role.AGENT).values_list("conversation_id", "created_at"),
-        Message.objects.filter(conversation__in=ids, reviewed_at__isnull=False).values_list(
-            "conversation_id", "reviewed_at"
-        ),
-        Note.objects.filter(conversation__in=ids).values_list("conversation_id", "created_at"),
-        Event.objects.filter(conversation__in=ids, type="system").values_list("conversation_id", "created_at"),
-    ):
-        for conversation, moment in query:
-            if moment is not None:
-                moments.setdefault(conversation, []).append(moment)
+    # One query for the four kinds of action.
+    actions = (
+        Message.objects.filter(conversation__in=ids, role=Role.AGENT)
+        .order_by()
+        .values_list("conversation_id", "created_at")
+        .union(
+            Message.objects.filter(conversation__in=ids, reviewed_at__isnull=False)
+            .order_by()
+            .values_list("conversation_id", "reviewed_at"),
+            Note.objects.filter(conversation__in=ids).order_by().values_list("conversation_id", "created_at"),
+            Event.objects.filter(conversation__in=ids, type="system")
+            .order_by()
+            .values_list("conversation_id", "created_at"),
+            all=True,
+        )
+    )
+    for conversation, moment in actions:
+        if moment is not None:
+            moments.setdefault(conversation, []).append(moment)
     idle, read = settings.TANDEM_AGENT_IDLE_SECONDS, settings.TANDEM_AGENT_READ_SECONDS
     total = 0.0
     for times in moments.values():
@@ -355,8 +353,7 @@ def rebuild_hour(hour: datetime) -> None:
     """Rebuild an hour's rollup (its figures in all and by intent) and the rollups of the conversations
     that started in it."""
     by_intent = _figures(_customer(hour, hour + HOUR), by_intent=True)
-    conversations = _conversations(hour, hour + HOUR)
-    rebuild_conversations(hour, hour + HOUR)
+    conversations = rebuild_conversations(hour, hour + HOUR)
     if not by_intent and not conversations[0]:
         HourRollup.objects.filter(hour=hour).delete()
         return
@@ -384,20 +381,28 @@ def rebuild_intent_day(day: date) -> None:
     for intents in HourRollup.objects.filter(hour__gte=first, hour__lt=end).values_list("intents", flat=True):
         for intent, item in intents.items():
             add(figures.setdefault(intent, {}), item)
+    # Only what changed is written: under live traffic, one or two intents of the day.
+    stored = dict(IntentDayRollup.objects.filter(day=day).values_list("intent", "figures"))
     with transaction.atomic():
-        IntentDayRollup.objects.filter(day=day).exclude(intent__in=list(figures)).delete()
+        gone = set(stored) - set(figures)
+        if gone:
+            IntentDayRollup.objects.filter(day=day, intent__in=gone).delete()
         IntentDayRollup.objects.bulk_create(
-            [IntentDayRollup(day=day, intent=intent, figures=item) for intent, item in figures.items()],
+            [
+                IntentDayRollup(day=day, intent=intent, figures=item)
+                for intent, item in figures.items()
+                if stored.get(intent) != item
+            ],
             update_conflicts=True,
             unique_fields=["day", "intent"],
             update_fields=["figures"],
         )
 
 
-def rebuild_conversations(start: datetime, end: datetime) -> None:
+def rebuild_conversations(start: datetime, end: datetime) -> list[int]:
     """The rollups of the conversations started in [start, end): their messages counted and costed, and
     their CSV row made (conversation, started in the site's time zone, state, customer messages, with
-    people, cost)."""
+    people, cost). Returns [conversations started, how many of them people handled]."""
     started = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
     customer = Q(role=Role.CUSTOMER)
     counts: dict[Any, dict[str, Any]] = {
@@ -432,18 +437,31 @@ def rebuild_conversations(start: datetime, end: datetime) -> None:
                 tail=f",{row.get('customer', 0)},{'yes' if row.get('people') else 'no'},{cost:.8f}\r\n",
             )
         )
-    ConversationRollup.objects.filter(created_at__gte=start, created_at__lt=end).exclude(
-        conversation__in=[row.conversation_id for row in rows]
-    ).delete()
+    # Only what changed is written: under live traffic, a conversation or two of the hour.
+    stored = {
+        row.conversation_id: _compared(row)
+        for row in ConversationRollup.objects.filter(created_at__gte=start, created_at__lt=end)
+    }
+    gone = set(stored) - {row.conversation_id for row in rows}
+    if gone:
+        ConversationRollup.objects.filter(conversation__in=gone).delete()
     ConversationRollup.objects.bulk_create(
-        rows,
+        [row for row in rows if stored.get(row.conversation_id) != _compared(row)],
         update_conflicts=True,
         unique_fields=["conversation"],
-        update_fields=[
-            "created_at", "customer_messages", "to_small", "to_large", "to_people", "people_messages",
-            "cost_usd", "head", "tail",
-        ],
-    )  # fmt: skip
+        update_fields=CONVERSATION_FIELDS,
+    )
+    return [len(rows), sum(1 for row in rows if row.people_messages)]
+
+
+def _compared(row: ConversationRollup) -> tuple[Any, ...]:
+    return tuple(getattr(row, field) for field in CONVERSATION_FIELDS)
+
+
+CONVERSATION_FIELDS = (
+    "created_at", "customer_messages", "to_small", "to_large", "to_people", "people_messages", "cost_usd", "head",
+    "tail",
+)  # fmt: skip
 
 
 def refresh(batch: int | None = None, within: tuple[datetime, datetime] | None = None) -> int:
