@@ -38,14 +38,15 @@ class IntentDayRollup(models.Model):
 
 class ConversationRollup(models.Model):
     """One conversation's figures for the console's conversation list and its CSV export, rebuilt with
-    the hour the conversation started in (every change to one of its messages marks that hour stale).
-    `head` and `tail` are its CSV row around the state (which is read from the conversation itself, as
-    it changes without a message): the export of a month is one query and no formatting per row."""
+    the hour the conversation started in (every change to one of its messages, and every change of its
+    state, marks that hour stale). `line` is its CSV row, made then: the export of a month is one query
+    through the index and no formatting per row."""
 
     conversation = models.OneToOneField(
         "conversations.Conversation", primary_key=True, on_delete=models.CASCADE, related_name="rollup"
     )
     created_at = models.DateTimeField()
+    owner = models.CharField(max_length=16)
     customer_messages = models.PositiveIntegerField(default=0)
     # Customer messages by where the router sent them.
     to_small = models.PositiveIntegerField(default=0)
@@ -54,8 +55,9 @@ class ConversationRollup(models.Model):
     # Messages that mean people handled it: a customer message sent to people, or an agent's reply.
     people_messages = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
-    head = models.TextField()
-    tail = models.TextField()
+    # What its customer messages were, for the list's filters: "|intent>destination|…" (rollups.route_token).
+    routes = models.TextField(default="|")
+    line = models.TextField()
 
     class Meta:
         indexes = [models.Index(fields=["-created_at", "-conversation"], name="conversation_rollup_started")]
@@ -66,6 +68,11 @@ class ConversationRollup(models.Model):
     @property
     def handled_by_people(self) -> bool:
         return self.people_messages > 0
+
+    def get_owner_display(self) -> str:
+        from support.conversations.models import Owner
+
+        return str(Owner(self.owner).label) if self.owner in Owner.values else self.owner
 
 
 class StaleHour(models.Model):

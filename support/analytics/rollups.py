@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.db.models.signals import post_delete, post_save
@@ -129,10 +129,12 @@ def _rating_saved(instance: Any, **_: Any) -> None:
         mark(Conversation.objects.filter(pk=instance.conversation_id).values_list("created_at", flat=True))
 
 
-def _conversation_changed(instance: Conversation, created: bool = True, **_: Any) -> None:
-    # Started (it counts in its hour, with no message yet) or deleted; other changes of the row itself
-    # (its state) are read from it, not rolled up.
-    if created:
+def _conversation_changed(
+    instance: Conversation, created: bool = True, update_fields: Iterable[str] | None = None, **_: Any
+) -> None:
+    # Started (it counts in its hour, with no message yet), deleted, or its state changed (the
+    # conversation list shows it).
+    if created or update_fields is None or "owner" in update_fields:
         mark([instance.created_at])
 
 
@@ -399,42 +401,61 @@ def rebuild_intent_day(day: date) -> None:
         )
 
 
+def route_token(intent: str, destination: str) -> str:
+    """How ConversationRollup.routes names a customer message: "<intent>><destination>" (either may be
+    empty), between "|" separators."""
+    return f"{intent.replace('|', '/').replace('>', '/')}>{destination}"
+
+
+def _blank_conversation() -> dict[str, Any]:
+    return {"customer": 0, "people": 0, "cost": Decimal(0), "routes": set(), **{f"to_{d}": 0 for d in DESTINATIONS}}
+
+
+CSV_HEADER = "conversation,started,state,customer_messages,with_people,cost_usd\r\n"
+
+
 def rebuild_conversations(start: datetime, end: datetime) -> list[int]:
-    """The rollups of the conversations started in [start, end): their messages counted and costed, and
-    their CSV row made (conversation, started in the site's time zone, state, customer messages, with
-    people, cost). Returns [conversations started, how many of them people handled]."""
-    started = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
-    customer = Q(role=Role.CUSTOMER)
-    counts: dict[Any, dict[str, Any]] = {
-        row["conversation"]: dict(row)
-        for row in Message.objects.filter(conversation__created_at__gte=start, conversation__created_at__lt=end)
-        .values("conversation")
-        .annotate(
-            customer=Count("pk", filter=customer),
-            small=Count("pk", filter=customer & Q(destination="small")),
-            large=Count("pk", filter=customer & Q(destination="large")),
-            to_people=Count("pk", filter=customer & Q(destination="people")),
-            people=Count("pk", filter=PEOPLE),
-            cost=Sum("cost_usd"),
-        )
-    }
+    """The rollups of the conversations started in [start, end): their messages counted and costed,
+    their routes, and their CSV row made (CSV_HEADER: the conversation, when it started in the site's
+    time zone, its state, customer messages, with people or not, model cost). Returns [conversations
+    started, how many of them people handled]."""
+    figures: dict[Any, dict[str, Any]] = {}
+    for row in (
+        Message.objects.filter(conversation__created_at__gte=start, conversation__created_at__lt=end)
+        .order_by()
+        .values_list("conversation", "role", "intent", "destination")
+        .annotate(n=Count("pk"), people=Count("pk", filter=PEOPLE), cost=Sum("cost_usd"))
+    ):
+        conversation, role, intent, destination, n, people, cost = row
+        item = figures.setdefault(conversation, _blank_conversation())
+        item["people"] += people
+        item["cost"] += cost or 0
+        if role == Role.CUSTOMER:
+            item["customer"] += n
+            item["routes"].add(route_token(intent, destination))
+            if destination in DESTINATIONS:
+                item[f"to_{destination}"] += n
     zone = timezone.get_default_timezone()
+    empty = _blank_conversation()
     rows = []
-    for pk, created_at in started.values_list("pk", "created_at"):
-        row: dict[str, Any] = counts.get(pk, {})
-        cost = row.get("cost") or Decimal(0)
+    started = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
+    for pk, created_at, owner in started.values_list("pk", "created_at", "owner"):
+        item = figures.get(pk, empty)
+        started_at = created_at.astimezone(zone).isoformat(timespec="seconds")
+        people = "yes" if item["people"] else "no"
         rows.append(
             ConversationRollup(
                 conversation_id=pk,
                 created_at=created_at,
-                customer_messages=row.get("customer", 0),
-                to_small=row.get("small", 0),
-                to_large=row.get("large", 0),
-                to_people=row.get("to_people", 0),
-                people_messages=row.get("people", 0),
-                cost_usd=cost,
-                head=f"{pk},{created_at.astimezone(zone).isoformat(timespec='seconds')},",
-                tail=f",{row.get('customer', 0)},{'yes' if row.get('people') else 'no'},{cost:.8f}\r\n",
+                owner=owner,
+                customer_messages=item["customer"],
+                to_small=item["to_small"],
+                to_large=item["to_large"],
+                to_people=item["to_people"],
+                people_messages=item["people"],
+                cost_usd=item["cost"],
+                routes="|" + "".join(f"{token}|" for token in sorted(item["routes"])),
+                line=f"{pk},{started_at},{owner},{item['customer']},{people},{item['cost']:.8f}\r\n",
             )
         )
     # Only what changed is written: under live traffic, a conversation or two of the hour.
@@ -459,8 +480,8 @@ def _compared(row: ConversationRollup) -> tuple[Any, ...]:
 
 
 CONVERSATION_FIELDS = (
-    "created_at", "customer_messages", "to_small", "to_large", "to_people", "people_messages", "cost_usd", "head",
-    "tail",
+    "created_at", "owner", "customer_messages", "to_small", "to_large", "to_people", "people_messages", "cost_usd",
+    "routes", "line",
 )  # fmt: skip
 
 
@@ -510,7 +531,13 @@ def rebuild_all() -> int:
     )
     for chunk in _chunks(sorted(hours), 1000):
         mark(chunk)
-    return refresh_all()
+    rebuilt = refresh_all()
+    # The tables were filled anew: the query planner's statistics of them are out of date (PostgreSQL
+    # would read a month's conversation rollups by a full scan until its autovacuum came by).
+    with connection.cursor() as cursor:
+        for model in (HourRollup, IntentDayRollup, ConversationRollup):
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+    return rebuilt
 
 
 def _chunks(items: list[datetime], size: int) -> Iterator[list[datetime]]:

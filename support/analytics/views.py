@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from datetime import date
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet, TextField
-from django.db.models.functions import Concat
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -33,7 +33,6 @@ from support.analytics.stats import (
     report,
     series,
 )
-from support.conversations.models import Message, Role
 from support.knowledge import freshness
 from support.permissions import agent_required, is_agent
 
@@ -253,21 +252,15 @@ def _conversations(request: HttpRequest, date_from: Any, date_to: Any) -> QueryS
     intent = request.GET.get("intent")
     destination = request.GET.get("destination")
     if destination not in rollups.DESTINATIONS:
-        destination = None
-    matching: Q | None = None
-    if intent == NO_INTENT:
-        matching = Q(intent="")
-    elif intent == SMALL_TALK:
-        matching = Q(intent__startswith=smalltalk.PREFIX)
+        destination = ""
+    # A customer message of the conversation with that intent and (if asked) that destination: its
+    # rollup's routes name each as "|intent>destination|".
+    if intent == SMALL_TALK:
+        ending = re.escape(destination) + r"\|" if destination else ""
+        found = found.filter(routes__regex=r"\|" + re.escape(smalltalk.PREFIX) + r"[^|>]*>" + ending)
     elif intent:
-        matching = Q(intent=intent)
-    if matching is not None:
-        # A customer message of the conversation with that intent (and that destination, if asked): its
-        # messages come after its start, so only the range's messages and later are read.
-        if destination:
-            matching &= Q(destination=destination)
-        messages = Message.objects.filter(matching, role=Role.CUSTOMER, created_at__gte=start)
-        found = found.filter(conversation__in=messages.values("conversation"))
+        token = rollups.route_token("" if intent == NO_INTENT else intent, destination)
+        found = found.filter(routes__contains=f"|{token}|" if destination else f"|{token}")
     elif destination:
         found = found.filter(**{f"to_{destination}__gt": 0})
     if request.GET.get("people") == "yes":
@@ -289,7 +282,7 @@ def conversations(request: HttpRequest) -> HttpResponse:
         page = max(1, int(request.GET.get("page", "1")))
     except ValueError:
         page = 1
-    found = _conversations(request, date_from, date_to).select_related("conversation")
+    found = _conversations(request, date_from, date_to)
     rows = list(found[(page - 1) * CONVERSATIONS_PAGE : page * CONVERSATIONS_PAGE + 1])
     filters = {key: request.GET[key] for key in ("intent", "destination", "people") if request.GET.get(key)}
     query = _range_query(date_from, date_to, **filters)
@@ -308,16 +301,11 @@ def conversations(request: HttpRequest) -> HttpResponse:
     return render(request, "analytics/conversations.html", context)
 
 
-CONVERSATIONS_HEADER = "conversation,started,state,customer_messages,with_people,cost_usd\r\n"
-
-
 def _conversation_csv(request: HttpRequest, date_from: Any, date_to: Any, rows: int = 5000) -> Iterator[str]:
     """The conversation list as CSV (filtered as the page filters them), `rows` lines a chunk: each
-    line is its rollup's, around the conversation's state, put together by the database."""
-    found = _conversations(request, date_from, date_to)
-    lines = found.values_list(Concat("head", "conversation__owner", "tail", output_field=TextField()))
-    sql, params = lines.query.sql_with_params()
-    yield CONVERSATIONS_HEADER
+    line is its rollup's, made when the rollup was."""
+    sql, params = _conversations(request, date_from, date_to).values_list("line").query.sql_with_params()
+    yield rollups.CSV_HEADER
     with connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
         while chunk := cursor.fetchmany(rows):

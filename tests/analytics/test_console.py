@@ -31,6 +31,7 @@ def conversation_at(when: Any) -> Conversation:
     conversation = Conversation.objects.create()
     Conversation.objects.filter(pk=conversation.pk).update(created_at=when)
     rollups.mark([when])
+    conversation.refresh_from_db()
     return conversation
 
 
@@ -145,7 +146,9 @@ def test_the_conversation_export_lists_each_conversation_as_the_page_does(
     message followed); the page's filters apply to the export too."""
     settings.TIME_ZONE = "Europe/Paris"
     rollups.rebuild_all()  # the rows were made in UTC
-    Conversation.objects.filter(pk=by_intents["people"].pk).update(owner="closed")
+    closed = by_intents["people"]
+    closed.owner = "closed"
+    closed.save(update_fields=["owner", "updated_at"])
     client = logged_in(agent)
     listed = read_csv(client.get("/console/export/conversations.csv", RANGE))
     assert listed == [
@@ -154,11 +157,24 @@ def test_the_conversation_export_lists_each_conversation_as_the_page_does(
         [str(by_intents["people"].pk), "2024-03-11T11:00:00+01:00", "closed", "3", "yes", "0.00000000"],
         [str(by_intents["bot"].pk), "2024-03-11T10:00:00+01:00", "bot", "6", "no", "0.00004000"],
     ]
-    for filters in ({"intent": "refund"}, {"intent": "(no intent)"}, {"destination": "large"}, {"people": "no"}):
+    for filters, expected in (
+        ({"intent": "refund"}, ["people"]),
+        ({"intent": "refund", "destination": "people"}, ["people"]),
+        ({"intent": "refund", "destination": "small"}, []),
+        ({"intent": "small talk"}, ["bot"]),
+        ({"intent": "small talk", "destination": "small"}, ["bot"]),
+        ({"intent": "small talk", "destination": "large"}, []),
+        ({"intent": "late"}, []),
+        ({"intent": "(no intent)"}, ["other"]),
+        ({"intent": "(no intent)", "destination": "large"}, ["other"]),
+        ({"destination": "large"}, ["other", "people"]),
+        ({"destination": "people", "people": "no"}, []),
+        ({"people": "no"}, ["other", "bot"]),
+    ):
         page = client.get("/console/conversations/", {**RANGE, **filters}).content.decode()
         export = read_csv(client.get("/console/export/conversations.csv", {**RANGE, **filters}))
-        assert [row[0] for row in export[1:]] == re.findall(r'data-conversation="([^"]+)"', page), filters
-    assert [row[0] for row in export[1:]] == [str(by_intents["other"].pk), str(by_intents["bot"].pk)]
+        assert [row[0] for row in export[1:]] == [str(by_intents[name].pk) for name in expected], filters
+        assert re.findall(r'data-conversation="([^"]+)"', page) == [row[0] for row in export[1:]], filters
 
 
 def test_a_cell_a_spreadsheet_would_run_is_exported_as_text(prices: None, agent: User) -> None:

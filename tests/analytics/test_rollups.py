@@ -111,7 +111,7 @@ def test_an_hour_marked_again_while_it_is_rebuilt_stays_stale(prices: None) -> N
 
 def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(prices: None, settings: Any) -> None:
     """Hundreds of writes in random order (questions, answers minutes or hours later, agents' replies,
-    labels, erasures) with reads in between: the figures read equal those rebuilt from scratch, per
+    labels, changes of state, erasures) with reads in between: the figures read equal those rebuilt from scratch, per
     day, per hour and per intent, in a time zone with a whole-hour offset."""
     settings.TIME_ZONE = "America/New_York"
     rng = random.Random(11)
@@ -153,7 +153,7 @@ def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(pr
                 output_tokens=rng.randrange(0, 200),
                 delivered=rng.random() < 0.9,
             )
-        elif kind < 0.95:
+        elif kind < 0.9:
             question = rng.choice(questions)
             Label.objects.update_or_create(
                 message=question,
@@ -164,6 +164,11 @@ def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(pr
                     "given_at": timezone.now(),
                 },
             )
+        elif kind < 0.95:
+            # An agent takes it, closes it, the bot gets it back: the state alone changes (as actions do).
+            conversation = rng.choice(conversations)
+            conversation.owner = rng.choice(["bot", "human", "closed", "people"])
+            conversation.save(update_fields=["owner", "updated_at"])
         elif len(conversations) > 4:
             gone = conversations.pop(rng.randrange(len(conversations)))
             actions.erase_conversations([gone.pk])
@@ -178,28 +183,26 @@ def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(pr
     assert read == rebuilt
     assert read[0]["messages"] == len(questions) > 20
     # And each conversation's figures are what its messages say, counted here without the rollups.
-    assert {pk: figures[:3] for pk, figures in read[4].items()} == {
+    assert {pk: (*figures[:3], figures[4]) for pk, figures in read[4].items()} == {
         conversation.pk: (
             conversation.messages.filter(role=Role.CUSTOMER).count(),
             conversation.messages.filter(rollups.PEOPLE).count(),
             sum((m.cost_usd or 0 for m in conversation.messages.all()), Decimal(0)),
+            Conversation.objects.get(pk=conversation.pk).owner,
         )
         for conversation in conversations
     }
 
 
 def _conversations(span: tuple[date, date]) -> dict[Any, tuple[Any, ...]]:
+    """Each conversation's (customer messages, people's messages, cost, every field of its rollup)."""
     return {
         row.conversation_id: (
             row.customer_messages,
             row.people_messages,
             row.cost_usd,
-            row.to_small,
-            row.to_large,
-            row.to_people,
-            row.head,
-            row.tail,
-        )  # fmt: skip
+            *(getattr(row, field) for field in rollups.CONVERSATION_FIELDS),
+        )
         for row in rollups.conversations(*day_bounds(*span))
     }
 
