@@ -22,6 +22,17 @@ class HourRollup(models.Model):
         return f"Hour {self.hour:%Y-%m-%d %H:00} UTC"
 
 
+class DayRollup(models.Model):
+    """The sum of the hour rollups of one calendar day in the site's time zone: a month's figures are
+    thirty rows to add, not seven hundred."""
+
+    day = models.DateField(primary_key=True)
+    figures = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"Day {self.day}"
+
+
 class IntentDayRollup(models.Model):
     """The same per intent ("" for messages with none), per calendar day in the site's time zone."""
 

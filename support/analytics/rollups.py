@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -31,7 +32,7 @@ from django.db.models.functions import TruncHour
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from support.analytics.models import ConversationRollup, HourRollup, IntentDayRollup, StaleHour
+from support.analytics.models import ConversationRollup, DayRollup, HourRollup, IntentDayRollup, StaleHour
 from support.conversations.models import Conversation, Message, Role, Tier
 
 logger = logging.getLogger(__name__)
@@ -376,16 +377,22 @@ def rebuild_hour(hour: datetime) -> None:
     )
 
 
-def rebuild_intent_day(day: date) -> None:
-    """A day's intent rows: the sum of its hours' (rebuild those first)."""
+def rebuild_day(day: date) -> None:
+    """A day's rollup and its intent rows: the sums of its hours' (rebuild those first)."""
     first, end = day_hours(day)
+    total: dict[str, Any] = {}
     figures: dict[str, dict[str, Any]] = {}
-    for intents in HourRollup.objects.filter(hour__gte=first, hour__lt=end).values_list("intents", flat=True):
+    for hour, intents in HourRollup.objects.filter(hour__gte=first, hour__lt=end).values_list("figures", "intents"):
+        add(total, hour)
         for intent, item in intents.items():
             add(figures.setdefault(intent, {}), item)
     # Only what changed is written: under live traffic, one or two intents of the day.
     stored = dict(IntentDayRollup.objects.filter(day=day).values_list("intent", "figures"))
     with transaction.atomic():
+        if not total:
+            DayRollup.objects.filter(day=day).delete()
+        elif DayRollup.objects.filter(day=day).values_list("figures", flat=True).first() != total:
+            DayRollup.objects.update_or_create(day=day, defaults={"figures": total})
         gone = set(stored) - set(figures)
         if gone:
             IntentDayRollup.objects.filter(day=day, intent__in=gone).delete()
@@ -501,7 +508,7 @@ def refresh(batch: int | None = None, within: tuple[datetime, datetime] | None =
             rebuild_hour(hour)
             days.add(local_day(hour))
         for day in sorted(days):
-            rebuild_intent_day(day)
+            rebuild_day(day)
         for hour, marked_at in stale:
             # Marked again meanwhile: stays stale for the next refresh.
             StaleHour.objects.filter(hour=hour, marked_at=marked_at).delete()
@@ -520,6 +527,7 @@ def rebuild_all() -> int:
     or a change of TIME_ZONE)."""
     HourRollup.objects.all().delete()
     IntentDayRollup.objects.all().delete()
+    DayRollup.objects.all().delete()
     ConversationRollup.objects.all().delete()
     hours = set(
         Message.objects.annotate(hour=TruncHour("created_at", tzinfo=UTC)).values_list("hour", flat=True).distinct()
@@ -535,7 +543,7 @@ def rebuild_all() -> int:
     # The tables were filled anew: the query planner's statistics of them are out of date (PostgreSQL
     # would read a month's conversation rollups by a full scan until its autovacuum came by).
     with connection.cursor() as cursor:
-        for model in (HourRollup, IntentDayRollup, ConversationRollup):
+        for model in (HourRollup, DayRollup, IntentDayRollup, ConversationRollup):
             cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
     return rebuilt
 
@@ -560,6 +568,12 @@ def hours(date_from: date, date_to: date) -> list[HourRollup]:
     return list(HourRollup.objects.filter(hour__gte=start, hour__lt=end).defer("intents").order_by("hour"))
 
 
+def days(date_from: date, date_to: date) -> list[DayRollup]:
+    """The day rollups of the range, oldest first, up to date."""
+    refresh(within=_span(date_from, date_to))
+    return list(DayRollup.objects.filter(day__gte=date_from, day__lte=date_to).order_by("day"))
+
+
 def intent_days(date_from: date, date_to: date) -> list[IntentDayRollup]:
     """The day-and-intent rollups of the range, up to date."""
     refresh(within=_span(date_from, date_to))
@@ -573,14 +587,15 @@ def conversations(start: datetime, end: datetime) -> QuerySet[ConversationRollup
 
 
 def add(total: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-    """Sum two figure dicts (counts add up, money as decimals, dicts and lists key by key)."""
+    """Add a figure dict into `total` (counts add up, money as decimals, dicts and lists key by key)."""
     for key, value in item.items():
-        if isinstance(value, dict):
+        kind = type(value)
+        if kind is dict:
             add(total.setdefault(key, {}), value)
-        elif isinstance(value, list):
-            mine = total.setdefault(key, [0] * len(value))
-            total[key] = [a + b for a, b in zip(mine, value, strict=True)]
-        elif isinstance(value, str):
+        elif kind is list:
+            mine = total.get(key)
+            total[key] = list(value) if mine is None else list(map(operator.add, mine, value))
+        elif kind is str:
             total[key] = _usd(Decimal(total.get(key, "0")) + Decimal(value))
         else:
             total[key] = total.get(key, 0) + value

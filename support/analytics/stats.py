@@ -202,11 +202,13 @@ def series(date_from: date, date_to: date, step: str) -> list[dict[str, Any]]:
 
 
 def report(date_from: date, date_to: date, step: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(compute_stats, series) from one read of the rollups (no series without a step)."""
-    rows = rollups.hours(date_from, date_to)
+    """(compute_stats, series) from one read of the rollups (no series without a step): the range's
+    figures are the sum of its day rollups, an hourly series reads the hour rollups too."""
+    hours = rollups.hours(date_from, date_to) if step == "hour" else []
+    days = rollups.days(date_from, date_to)
     total: dict[str, Any] = {}
-    for row in rows:
-        rollups.add(total, row.figures)
+    for day_rollup in days:
+        rollups.add(total, day_rollup.figures)
     large = baseline_per_message(total.get("large_answers", [0, 0, 0]))
     per_message, large_model = large.usd_per_message, large.model
     people_per_message = people_seconds_per_message(total)
@@ -223,15 +225,18 @@ def report(date_from: date, date_to: date, step: str | None = None) -> tuple[dic
         while hour < end:
             buckets[timezone.localtime(hour).strftime("%Y-%m-%d %H:00")] = {}
             hour += rollups.HOUR
-        for row in rows:
-            rollups.add(buckets[timezone.localtime(row.hour).strftime("%Y-%m-%d %H:00")], row.figures)
+        for hour_rollup in hours:
+            key = timezone.localtime(hour_rollup.hour).strftime("%Y-%m-%d %H:00")
+            # Two UTC hours in one local hour when the clock goes back: their sum (a new dict).
+            figures = hour_rollup.figures
+            buckets[key] = rollups.add(rollups.add({}, buckets[key]), figures) if buckets[key] else figures
     elif step == "day":
         day = date_from
         while day <= date_to:
             buckets[day.isoformat()] = {}
             day += timedelta(days=1)
-        for row in rows:
-            rollups.add(buckets[rollups.local_day(row.hour).isoformat()], row.figures)
+        for day_rollup in days:
+            buckets[day_rollup.day.isoformat()] = day_rollup.figures
     return stats, [
         {"start": start, **summary(figures, per_message, people_per_message)} for start, figures in buckets.items()
     ]

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from support.analytics import rollups
-from support.analytics.stats import compute_stats, parse_range
+from support.analytics.stats import compute_stats, parse_range, series
 from support.conversations.models import Conversation, Role, Tier
 from tests.analytics.conftest import answer, at, make
 
@@ -118,6 +118,22 @@ def test_days_are_calendar_days_in_the_configured_time_zone(prices: None, settin
     make(c, at(12, 22, 59, 59), Role.CUSTOMER)  # 12 March 23:59:59 in Paris: in
     make(c, at(12, 23, 0, 0), Role.CUSTOMER)  # 13 March 00:00 in Paris: out
     assert compute_stats(*RANGE)["messages"] == 2
+
+
+def test_the_hour_the_clock_goes_back_counts_both_of_its_hours(prices: None, settings: Any) -> None:
+    """27 October 2024 in Paris has 25 hours: 02:00-03:00 comes twice (00:00 and 01:00 UTC). The hourly
+    series shows that local hour once, with the messages of both; the day and the range count all."""
+    settings.TIME_ZONE = "Europe/Paris"
+    c = Conversation.objects.create()
+    for moment in (at(27, 0, 30, month=10), at(27, 1, 30, month=10), at(27, 1, 45, month=10), at(27, 5, month=10)):
+        make(c, moment, Role.CUSTOMER, destination="small")
+    day = (date(2024, 10, 27), date(2024, 10, 27))
+    hourly = {bucket["start"]: bucket["messages"] for bucket in series(*day, "hour")}
+    assert len(hourly) == 24 and hourly["2024-10-27 02:00"] == 3 and hourly["2024-10-27 06:00"] == 1
+    assert [bucket["messages"] for bucket in series(*day, "day")] == [4]
+    assert compute_stats(*day)["messages"] == 4
+    # Reading again gives the same (the sum did not change what was read).
+    assert {bucket["start"]: bucket["messages"] for bucket in series(*day, "hour")} == hourly
 
 
 def test_aggregates_in_a_fixed_number_of_queries(traffic: None, django_assert_max_num_queries: Any) -> None:
