@@ -462,7 +462,7 @@ def rebuild_conversations(start: datetime, end: datetime) -> list[int]:
                 people_messages=item["people"],
                 cost_usd=item["cost"],
                 routes="|" + "".join(f"{token}|" for token in sorted(item["routes"])),
-                line=f"{pk},{started_at},{owner},{item['customer']},{people},{item['cost']:.8f}\r\n",
+                line=f"{pk},{started_at},{owner},{item['customer']},{people},{item['cost']:.8f}",
             )
         )
     # Only what changed is written: under live traffic, a conversation or two of the hour.
@@ -541,10 +541,13 @@ def rebuild_all() -> int:
         mark(chunk)
     rebuilt = refresh_all()
     # The tables were filled anew: the query planner's statistics of them are out of date (PostgreSQL
-    # would read a month's conversation rollups by a full scan until its autovacuum came by).
+    # would read a month's conversation rollups by a full scan until its autovacuum came by). Outside a
+    # transaction PostgreSQL also vacuums them, so reads that need only the index do not visit the table.
+    vacuum = connection.vendor == "postgresql" and not connection.in_atomic_block
     with connection.cursor() as cursor:
         for model in (HourRollup, DayRollup, IntentDayRollup, ConversationRollup):
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+            table = connection.ops.quote_name(model._meta.db_table)
+            cursor.execute(f"VACUUM ANALYZE {table}" if vacuum else f"ANALYZE {table}")
     return rebuilt
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -267,7 +267,7 @@ def _conversations(request: HttpRequest, date_from: Any, date_to: Any) -> QueryS
         found = found.filter(people_messages__gt=0)
     elif request.GET.get("people") == "no":
         found = found.filter(people_messages=0)
-    return found.order_by("-created_at", "-conversation")
+    return found.order_by("-created_at", "-conversation_id")
 
 
 @require_GET
@@ -301,15 +301,35 @@ def conversations(request: HttpRequest) -> HttpResponse:
     return render(request, "analytics/conversations.html", context)
 
 
-def _conversation_csv(request: HttpRequest, date_from: Any, date_to: Any, rows: int = 5000) -> Iterator[str]:
-    """The conversation list as CSV (filtered as the page filters them), `rows` lines a chunk: each
-    line is its rollup's, made when the rollup was."""
-    sql, params = _conversations(request, date_from, date_to).values_list("line").query.sql_with_params()
+# The conversation export reads this many rows a query.
+EXPORT_ROWS = 20_000
+
+
+def _conversation_csv(request: HttpRequest, date_from: Any, date_to: Any) -> Iterator[str]:
+    """The conversation list as CSV (filtered as the page filters them): each line is its rollup's, made
+    when the rollup was. Read EXPORT_ROWS at a time (memory stays bounded however long the range):
+    each chunk is one query through the index, from where the last one ended to the EXPORT_ROWS-th
+    row after it (found first, reading the index alone)."""
+    found = _conversations(request, date_from, date_to)
     yield rollups.CSV_HEADER
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(sql, params)
-        while chunk := cursor.fetchmany(rows):
-            yield "".join(line for (line,) in chunk)
+    after: tuple[Any, Any] | None = None
+    while True:
+        rest = found
+        if after is not None:
+            rest = rest.filter(Q(created_at__lt=after[0]) | Q(created_at=after[0], conversation_id__lt=after[1]))
+        until = rest.values_list("created_at", "conversation_id")[EXPORT_ROWS - 1 : EXPORT_ROWS].first()
+        chunk = rest
+        if until is not None:
+            chunk = chunk.filter(Q(created_at__gt=until[0]) | Q(created_at=until[0], conversation_id__gte=until[1]))
+        sql, params = chunk.values_list("line").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            lines = [line for (line,) in cursor.fetchall()]
+        if lines:
+            yield "\r\n".join(lines) + "\r\n"
+        if until is None:
+            return
+        after = until
 
 
 EXPORTS = ("summary", "series", "reasons", "intents", "conversations")

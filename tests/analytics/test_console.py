@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from support.analytics import rollups
+from support.analytics import rollups, views
 from support.conversations.models import Conversation, Message, Role, Tier
 from support.review.models import Label
 from tests.analytics.conftest import answer, at, make
@@ -175,6 +175,24 @@ def test_the_conversation_export_lists_each_conversation_as_the_page_does(
         export = read_csv(client.get("/console/export/conversations.csv", {**RANGE, **filters}))
         assert [row[0] for row in export[1:]] == [str(by_intents[name].pk) for name in expected], filters
         assert re.findall(r'data-conversation="([^"]+)"', page) == [row[0] for row in export[1:]], filters
+
+
+def test_the_conversation_export_reads_in_chunks_without_losing_or_repeating_a_row(
+    prices: None, agent: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of two rows, with conversations started at the same instant across their edges."""
+    same = [conversation_at(at(11, 9)) for _ in range(5)]
+    others = [conversation_at(at(11, 10, minute)) for minute in range(4)]
+    for conversation in others:
+        make(conversation, conversation.created_at, Role.CUSTOMER, destination="large")
+    client = logged_in(agent)
+    whole = read_csv(client.get("/console/export/conversations.csv", RANGE))
+    monkeypatch.setattr(views, "EXPORT_ROWS", 2)
+    chunked = read_csv(client.get("/console/export/conversations.csv", RANGE))
+    assert chunked == whole and len(whole) == 1 + 9
+    assert {row[0] for row in whole[1:]} == {str(c.pk) for c in same + others}
+    large = read_csv(client.get("/console/export/conversations.csv", {**RANGE, "destination": "large"}))
+    assert [row[0] for row in large[1:]] == [str(c.pk) for c in reversed(others)]
 
 
 def test_a_cell_a_spreadsheet_would_run_is_exported_as_text(prices: None, agent: User) -> None:
