@@ -323,13 +323,25 @@ def _conversation_csv(request: HttpRequest, date_from: Any, date_to: Any) -> Ite
             chunk = chunk.filter(Q(created_at__gt=until[0]) | Q(created_at=until[0], conversation_id__gte=until[1]))
         sql, params = chunk.values_list("line").query.sql_with_params()
         with connection.cursor() as cursor:
+            _one_column(cursor.cursor)
             cursor.execute(sql, params)
-            lines = [line for (line,) in cursor.fetchall()]
+            lines = cursor.fetchall()
         if lines:
             yield "\r\n".join(lines) + "\r\n"
         if until is None:
             return
         after = until
+
+
+def _one_column(cursor: Any) -> None:
+    """Rows as their one value, not as a tuple each: tens of thousands of tuples that survive until the
+    chunk is joined set off the garbage collector's full collections (80 ms each, measured)."""
+    if connection.vendor == "postgresql":
+        from psycopg.rows import scalar_row
+
+        cursor.row_factory = scalar_row
+    else:
+        cursor.row_factory = lambda _cursor, row: row[0]
 
 
 EXPORTS = ("summary", "series", "reasons", "intents", "conversations")
