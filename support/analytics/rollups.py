@@ -174,43 +174,51 @@ def _usd(value: Decimal | None) -> str:
     return str(value or Decimal(0))
 
 
-def _figures(customer: QuerySet[Message], by_intent: bool) -> dict[str, dict[str, Any]]:
-    """Figures of these customer messages, under "" or (by_intent) under each intent."""
-    key = ["intent"] if by_intent else []
-    figures: dict[str, dict[str, Any]] = {}
+def _figures(customer: QuerySet[Message]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Figures of these customer messages: (all of them, and INTENT_FIGURES by intent)."""
+    total: dict[str, Any] = {
+        "messages": 0,
+        "destinations": dict.fromkeys(DESTINATIONS, 0),
+        "escalations": {},
+        "answered": {"small": 0, "large": 0, "agent": 0},
+        "cost_usd": {"small": "0", "large": "0"},
+        "large_answers": [0, 0, 0],
+        "checked": 0,
+        "right": 0,
+        # Customers' ratings of the answers to these messages: [thumbs up, thumbs down], by the tier of
+        # the answer rated and by where the router sent the question.
+        "ratings": {tier: [0, 0] for tier in ("small", "large", "agent")},
+        "ratings_by_destination": {name: [0, 0] for name in DESTINATIONS},
+        # Answer times: counts per LATENCY_BOUNDS bucket (see percentile()).
+        "latency": {kind: [0] * len(LATENCY_BOUNDS) for kind in LATENCIES},
+    }
+    intents: dict[str, dict[str, Any]] = {}
 
     def entry(intent: str) -> dict[str, Any]:
-        return figures.setdefault(
-            intent if by_intent else "",
-            {
+        if intent not in intents:
+            intents[intent] = {
                 "messages": 0,
                 "destinations": dict.fromkeys(DESTINATIONS, 0),
                 "escalations": {},
-                "answered": {"small": 0, "large": 0, "agent": 0},
-                "cost_usd": {"small": "0", "large": "0"},
-                "large_answers": [0, 0, 0],
                 "checked": 0,
                 "right": 0,
-                # Customers' ratings of the answers to these messages: [thumbs up, thumbs down], by the
-                # tier of the answer rated and by where the router sent the question.
                 "ratings": {tier: [0, 0] for tier in ("small", "large", "agent")},
-                "ratings_by_destination": {name: [0, 0] for name in DESTINATIONS},
-                # Answer times: counts per LATENCY_BOUNDS bucket (see percentile()).
-                "latency": {kind: [0] * len(LATENCY_BOUNDS) for kind in LATENCIES},
-            },
-        )
+            }
+        return intents[intent]
 
-    for row in customer.values(*key, "destination", "escalation_reason").annotate(n=Count("id")):
-        item = entry(row.get("intent", ""))
-        item["messages"] += row["n"]
-        item["destinations"][_destination(row["destination"])] += row["n"]
-        if row["escalation_reason"]:
-            reasons = item["escalations"]
-            reasons[row["escalation_reason"]] = reasons.get(row["escalation_reason"], 0) + row["n"]
+    for intent, destination, reason, n in customer.values_list("intent", "destination", "escalation_reason").annotate(
+        n=Count("id")
+    ):
+        for item in (total, entry(intent)):
+            item["messages"] += n
+            item["destinations"][_destination(destination)] += n
+            if reason:
+                item["escalations"][reason] = item["escalations"].get(reason, 0) + n
+    if not total["messages"]:
+        return {}, {}
 
     answers = Message.objects.filter(reply_to__in=customer.values("pk"))
-    reply_key = ["reply_to__intent"] if by_intent else []
-    for row in answers.values(*reply_key, "tier").annotate(
+    for row in answers.values("tier").annotate(
         # A multi-part message gets one small answer per part: it counts once, as one message answered.
         answered=Count("reply_to", distinct=True, filter=Q(delivered=True)),
         usd=Sum("cost_usd"),
@@ -218,35 +226,32 @@ def _figures(customer: QuerySet[Message], by_intent: bool) -> dict[str, dict[str
         tokens_in=Sum("input_tokens"),
         tokens_out=Sum("output_tokens"),
     ):
-        item = entry(row.get("reply_to__intent", ""))
         tier = row["tier"]
-        if tier in item["answered"]:
-            item["answered"][tier] += row["answered"]
+        if tier in total["answered"]:
+            total["answered"][tier] += row["answered"]
         if tier in (Tier.SMALL, Tier.LARGE):
             # Undelivered drafts count in cost: the model ran and was paid for.
-            item["cost_usd"][tier] = _usd(Decimal(item["cost_usd"][tier]) + (row["usd"] or Decimal(0)))
+            total["cost_usd"][tier] = _usd(Decimal(total["cost_usd"][tier]) + (row["usd"] or Decimal(0)))
         if tier == Tier.LARGE:
-            item["large_answers"] = [row["n"], row["tokens_in"] or 0, row["tokens_out"] or 0]
+            total["large_answers"] = [row["n"], row["tokens_in"] or 0, row["tokens_out"] or 0]
 
     from support.conversations.models import Rating
 
-    for row in (
+    for intent, tier, destination, score, n in (
         Rating.objects.filter(message__in=customer.values("pk"))
-        .values(*(["message__intent"] if by_intent else []), "tier", "destination", "score")
+        .values_list("message__intent", "tier", "destination", "score")
         .annotate(n=Count("pk"))
     ):
-        item = entry(row.get("message__intent", ""))
-        side = 0 if row["score"] > 0 else 1
-        if row["tier"] in item["ratings"]:
-            item["ratings"][row["tier"]][side] += row["n"]
-        item["ratings_by_destination"][_destination(row["destination"])][side] += row["n"]
+        side = 0 if score > 0 else 1
+        for item in (total, entry(intent)):
+            if tier in item["ratings"]:
+                item["ratings"][tier][side] += n
+        total["ratings_by_destination"][_destination(destination)][side] += n
 
-    for row in answers.filter(Q(latency_ms__isnull=False) | Q(first_token_ms__isnull=False)).values_list(
-        *(["reply_to__intent"] if by_intent else []), "tier", "latency_ms", "first_token_ms"
-    ):
-        *intent, tier, latency, first_token = row
-        item = entry(intent[0] if intent else "")
-        histograms = item["latency"]
+    histograms = total["latency"]
+    for tier, latency, first_token in answers.filter(
+        Q(latency_ms__isnull=False) | Q(first_token_ms__isnull=False)
+    ).values_list("tier", "latency_ms", "first_token_ms"):
         if tier == Tier.LARGE:
             if first_token is not None:
                 histograms["large_first_token"][bucket(first_token)] += 1
@@ -259,14 +264,13 @@ def _figures(customer: QuerySet[Message], by_intent: bool) -> dict[str, dict[str
 
     # What agents found when they spot-checked the small tier's answers (a random sample).
     checks = Label.objects.filter(spot_check=True, message__in=customer.values("pk"))
-    check_key = ["message__intent"] if by_intent else []
-    for row in checks.values(*check_key).annotate(
+    for intent, n, right in checks.values_list("message__intent").annotate(
         n=Count("id"), right=Count("id", filter=Q(article=F("message__intent")))
     ):
-        item = entry(row.get("message__intent", ""))
-        item["checked"] += row["n"]
-        item["right"] += row["right"]
-    return figures
+        for item in (total, entry(intent)):
+            item["checked"] += n
+            item["right"] += right
+    return total, intents
 
 
 def bucket(milliseconds: int) -> int:
@@ -355,20 +359,16 @@ INTENT_FIGURES = ("messages", "destinations", "escalations", "checked", "right",
 def rebuild_hour(hour: datetime) -> None:
     """Rebuild an hour's rollup (its figures in all and by intent) and the rollups of the conversations
     that started in it."""
-    by_intent = _figures(_customer(hour, hour + HOUR), by_intent=True)
+    figures, intents = _figures(_customer(hour, hour + HOUR))
     conversations = rebuild_conversations(hour, hour + HOUR)
-    if not by_intent and not conversations[0]:
+    if not figures and not conversations[0]:
         HourRollup.objects.filter(hour=hour).delete()
         return
-    figures: dict[str, Any] = {}
-    for item in by_intent.values():
-        add(figures, item)
     figures["conversations"] = conversations
     figures["conversation_ratings"] = conversation_ratings(hour, hour + HOUR)
     figures["agent_seconds"] = agent_seconds(
         Conversation.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR)
     )
-    intents = {intent: {key: item[key] for key in INTENT_FIGURES} for intent, item in by_intent.items()}
     HourRollup.objects.bulk_create(
         [HourRollup(hour=hour, figures=figures, intents=intents, computed_at=timezone.now())],
         update_conflicts=True,
@@ -386,26 +386,28 @@ def rebuild_day(day: date) -> None:
         add(total, hour)
         for intent, item in intents.items():
             add(figures.setdefault(intent, {}), item)
-    # Only what changed is written: under live traffic, one or two intents of the day.
+    # Only what changed is written: under live traffic, one or two intents of the day. (The caller,
+    # refresh(), holds the transaction.)
     stored = dict(IntentDayRollup.objects.filter(day=day).values_list("intent", "figures"))
-    with transaction.atomic():
-        if not total:
-            DayRollup.objects.filter(day=day).delete()
-        elif DayRollup.objects.filter(day=day).values_list("figures", flat=True).first() != total:
-            DayRollup.objects.update_or_create(day=day, defaults={"figures": total})
-        gone = set(stored) - set(figures)
-        if gone:
-            IntentDayRollup.objects.filter(day=day, intent__in=gone).delete()
-        IntentDayRollup.objects.bulk_create(
-            [
-                IntentDayRollup(day=day, intent=intent, figures=item)
-                for intent, item in figures.items()
-                if stored.get(intent) != item
-            ],
-            update_conflicts=True,
-            unique_fields=["day", "intent"],
-            update_fields=["figures"],
+    if total:
+        DayRollup.objects.bulk_create(
+            [DayRollup(day=day, figures=total)], update_conflicts=True, unique_fields=["day"], update_fields=["figures"]
         )
+    else:
+        DayRollup.objects.filter(day=day).delete()
+    gone = set(stored) - set(figures)
+    if gone:
+        IntentDayRollup.objects.filter(day=day, intent__in=gone).delete()
+    IntentDayRollup.objects.bulk_create(
+        [
+            IntentDayRollup(day=day, intent=intent, figures=item)
+            for intent, item in figures.items()
+            if stored.get(intent) != item
+        ],
+        update_conflicts=True,
+        unique_fields=["day", "intent"],
+        update_fields=["figures"],
+    )
 
 
 def route_token(intent: str, destination: str) -> str:
