@@ -281,19 +281,28 @@ def bucket(milliseconds: int) -> int:
 def percentile(counts: list[int], share: float) -> float | None:
     """The time under which `share` of the counted answers came (linear within the bucket it falls in;
     the last, open bucket reports its lower bound). None without answers."""
+    return percentiles(counts, (share,))[0]
+
+
+def percentiles(counts: list[int], shares: tuple[float, ...]) -> list[float | None]:
+    """percentile() for each of these shares (ascending), in one pass over the buckets."""
     total = sum(counts)
     if not total:
-        return None
-    wanted = share * total
+        return [None] * len(shares)
+    found: list[float | None] = []
     seen = 0
+    wanted = [share * total for share in shares]
     for index, count in enumerate(counts):
-        if count and seen + count >= wanted:
+        while count and len(found) < len(wanted) and seen + count >= wanted[len(found)]:
             low = LATENCY_BOUNDS[index - 1] if index else 0
             if index >= len(LATENCY_BOUNDS) - 1:
-                return float(low)
-            return low + (LATENCY_BOUNDS[index] - low) * (wanted - seen) / count
+                found.append(float(low))
+            else:
+                found.append(low + (LATENCY_BOUNDS[index] - low) * (wanted[len(found)] - seen) / count)
+        if len(found) == len(wanted):
+            return found
         seen += count
-    return float(LATENCY_BOUNDS[-2])
+    return found + [float(LATENCY_BOUNDS[-2])] * (len(wanted) - len(found))
 
 
 def conversation_ratings(start: datetime, end: datetime) -> list[int]:
@@ -565,12 +574,14 @@ def _span(date_from: date, date_to: date) -> tuple[datetime, datetime]:
     return day_hours(date_from)[0], day_hours(date_to)[1]
 
 
-def hours(date_from: date, date_to: date) -> list[HourRollup]:
-    """The hour rollups of the local days date_from..date_to (inclusive), oldest first, up to date: every
-    stale hour of the range is rebuilt first."""
+def hours(date_from: date, date_to: date) -> list[tuple[datetime, dict[str, Any]]]:
+    """(hour, figures) of the hour rollups of the local days date_from..date_to (inclusive), oldest
+    first, up to date: every stale hour of the range is rebuilt first."""
     start, end = _span(date_from, date_to)
     refresh(within=(start, end))
-    return list(HourRollup.objects.filter(hour__gte=start, hour__lt=end).defer("intents").order_by("hour"))
+    return list(
+        HourRollup.objects.filter(hour__gte=start, hour__lt=end).order_by("hour").values_list("hour", "figures")
+    )
 
 
 def days(date_from: date, date_to: date) -> list[DayRollup]:

@@ -3,6 +3,7 @@ after its question, a label given next week, an agent joining a conversation, a 
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import date, timedelta
 from decimal import Decimal
@@ -272,3 +273,19 @@ def test_a_percentile_is_read_within_its_bucket() -> None:
     assert 80 <= rollups.percentile(counts, 0.5) <= 120  # type: ignore[operator]
     assert 800 <= rollups.percentile(counts, 0.95) <= 1_200  # type: ignore[operator]
     assert rollups.percentile([0] * len(counts), 0.5) is None
+
+
+def test_percentiles_of_random_answer_times_fall_in_the_bucket_of_the_true_ones() -> None:
+    rng = random.Random(5)
+    for _ in range(200):
+        times = sorted(
+            int(rng.lognormvariate(rng.uniform(0, 9), rng.uniform(0.1, 2))) for _ in range(rng.randrange(1, 300))
+        )
+        counts = [0] * len(rollups.LATENCY_BOUNDS)
+        for time in times:
+            counts[rollups.bucket(time)] += 1
+        for share, estimate in zip((0.5, 0.95), rollups.percentiles(counts, (0.5, 0.95)), strict=True):
+            true = times[max(0, math.ceil(share * len(times)) - 1)]  # nearest rank
+            index = rollups.bucket(true)
+            low = rollups.LATENCY_BOUNDS[index - 1] if index else 0
+            assert estimate is not None and low <= estimate <= rollups.LATENCY_BOUNDS[index], (share, times)
