@@ -10,6 +10,7 @@ something. A changed answer does not: answers are read from the database at once
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from chatbot.small import model as small_model
@@ -63,14 +64,29 @@ def _signature(directory: Path | None) -> tuple[object, ...]:
     )
 
 
-_last: tuple[tuple[object, ...], str | None] | None = None
+# Other server processes see a change within this many seconds; this one at once (forget()).
+CHECK_EVERY_SECONDS = 5.0
+# (when checked, on time.monotonic(); the directory; the signature; the answer)
+_last: tuple[float, Path | None, tuple[object, ...], str | None] | None = None
 
 
 def model_out_of_date_cached(directory: Path | None = None) -> str | None:
     """`model_out_of_date`, computed again only when the data it depends on has changed (for pages read
-    often, like the console)."""
+    often, like the console). Whether it has is asked at most every CHECK_EVERY_SECONDS (counting the
+    labels costs milliseconds at a busy site); a change saved in this process is seen at once."""
     global _last
+    now = time.monotonic()
+    if _last is not None and _last[1] == directory and now - _last[0] < CHECK_EVERY_SECONDS:
+        return _last[3]
     signature = _signature(directory)
-    if _last is None or _last[0] != signature:
-        _last = (signature, model_out_of_date(directory))
-    return _last[1]
+    if _last is None or _last[1] != directory or _last[2] != signature:
+        _last = (now, directory, signature, model_out_of_date(directory))
+    else:
+        _last = (now, directory, signature, _last[3])
+    return _last[3]
+
+
+def forget(**_: object) -> None:
+    """An article, phrasing or label was saved or deleted in this process: ask again next time."""
+    global _last
+    _last = None

@@ -282,3 +282,20 @@ def test_with_no_model_trained_the_pages_ask_for_one(knowledge_base: None, tmp_p
     Article.objects.all().delete()
     with override_settings(TANDEM_SMALL_MODEL_DIR=tmp_path / "none"):
         assert freshness.model_out_of_date() is None
+
+
+def test_the_console_s_cached_answer_sees_a_change_here_at_once_and_one_elsewhere_within_seconds(
+    knowledge_base: None, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    freshness.forget()
+    assert freshness.model_out_of_date_cached() is None
+    article = Article.objects.get(slug="reset-password")
+    Phrasing.objects.create(article=article, text="my password stopped working, what now")  # saved here
+    assert freshness.model_out_of_date_cached() == freshness.OUT_OF_DATE
+    Phrasing.objects.filter(text="my password stopped working, what now").delete()
+    assert freshness.model_out_of_date_cached() is None
+    # Another process's change sends no signal here: it is seen once the last check is old enough.
+    Article.objects.filter(slug="reset-password").update(retired_at=timezone.now())
+    assert freshness.model_out_of_date_cached() is None
+    monkeypatch.setattr(freshness, "CHECK_EVERY_SECONDS", 0.0)
+    assert freshness.model_out_of_date_cached() == freshness.OUT_OF_DATE
