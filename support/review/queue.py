@@ -179,7 +179,7 @@ class Queue:
         return "?" + self.filters.query(destination="", reason="", intent="", search="")
 
 
-def _count(ratings: QuerySet[Rating]) -> QuerySet[Rating]:
+def _count(ratings: QuerySet[Rating]) -> QuerySet[Any]:
     return ratings.values("conversation").annotate(n=Count("pk")).values("n")[:1]
 
 
