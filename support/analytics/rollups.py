@@ -327,25 +327,19 @@ def agent_seconds(conversations: QuerySet[Conversation]) -> int:
 
     ids = conversations.values("pk")
     moments: dict[Any, list[datetime]] = {}
-    # One query for the four kinds of action.
-    actions = (
-        Message.objects.filter(conversation__in=ids, role=Role.AGENT)
-        .order_by()
-        .values_list("conversation_id", "created_at")
-        .union(
-            Message.objects.filter(conversation__in=ids, reviewed_at__isnull=False)
-            .order_by()
-            .values_list("conversation_id", "reviewed_at"),
-            Note.objects.filter(conversation__in=ids).order_by().values_list("conversation_id", "created_at"),
-            Event.objects.filter(conversation__in=ids, type="system")
-            .order_by()
-            .values_list("conversation_id", "created_at"),
-            all=True,
-        )
-    )
-    for conversation, moment in actions:
-        if moment is not None:
-            moments.setdefault(conversation, []).append(moment)
+    # Four small queries: as one UNION ALL, PostgreSQL plans a parallel append whose workers take
+    # longer to start (~15 ms here) than the four queries take to run.
+    for query in (
+        Message.objects.filter(conversation__in=ids, role=Role.AGENT).values_list("conversation_id", "created_at"),
+        Message.objects.filter(conversation__in=ids, reviewed_at__isnull=False).values_list(
+            "conversation_id", "reviewed_at"
+        ),
+        Note.objects.filter(conversation__in=ids).values_list("conversation_id", "created_at"),
+        Event.objects.filter(conversation__in=ids, type="system").values_list("conversation_id", "created_at"),
+    ):
+        for conversation, moment in query:
+            if moment is not None:
+                moments.setdefault(conversation, []).append(moment)
     idle, read = settings.TANDEM_AGENT_IDLE_SECONDS, settings.TANDEM_AGENT_READ_SECONDS
     total = 0.0
     for times in moments.values():
