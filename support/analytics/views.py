@@ -316,11 +316,19 @@ def _conversation_csv(request: HttpRequest, date_from: Any, date_to: Any) -> Ite
     while True:
         rest = found
         if after is not None:
-            rest = rest.filter(Q(created_at__lt=after[0]) | Q(created_at=after[0], conversation_id__lt=after[1]))
+            # (created_at, id) < after, with the bound on created_at alone as well: an index range
+            # the database can seek to, not a filter over every row before it.
+            rest = rest.filter(
+                Q(created_at__lt=after[0]) | Q(created_at=after[0], conversation_id__lt=after[1]),
+                created_at__lte=after[0],
+            )
         until = rest.values_list("created_at", "conversation_id")[EXPORT_ROWS - 1 : EXPORT_ROWS].first()
         chunk = rest
         if until is not None:
-            chunk = chunk.filter(Q(created_at__gt=until[0]) | Q(created_at=until[0], conversation_id__gte=until[1]))
+            chunk = chunk.filter(
+                Q(created_at__gt=until[0]) | Q(created_at=until[0], conversation_id__gte=until[1]),
+                created_at__gte=until[0],
+            )
         sql, params = chunk.values_list("line").query.sql_with_params()
         with connection.cursor() as cursor:
             _one_column(cursor.cursor)
