@@ -18,6 +18,7 @@ them (exact for every zone whose offset is a whole number of hours). After chang
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import operator
 from collections import Counter
@@ -285,24 +286,26 @@ def percentile(counts: list[int], share: float) -> float | None:
 
 
 def percentiles(counts: list[int], shares: tuple[float, ...]) -> list[float | None]:
-    """percentile() for each of these shares (ascending), in one pass over the buckets."""
+    """percentile() for each of these shares, from one running sum of the buckets."""
     total = sum(counts)
     if not total:
         return [None] * len(shares)
+    running = list(itertools.accumulate(counts))
     found: list[float | None] = []
-    seen = 0
-    wanted = [share * total for share in shares]
-    for index, count in enumerate(counts):
-        while count and len(found) < len(wanted) and seen + count >= wanted[len(found)]:
-            low = LATENCY_BOUNDS[index - 1] if index else 0
-            if index >= len(LATENCY_BOUNDS) - 1:
-                found.append(float(low))
-            else:
-                found.append(low + (LATENCY_BOUNDS[index] - low) * (wanted[len(found)] - seen) / count)
-        if len(found) == len(wanted):
-            return found
-        seen += count
-    return found + [float(LATENCY_BOUNDS[-2])] * (len(wanted) - len(found))
+    for share in shares:
+        wanted = share * total
+        # The first bucket that reaches it (never an empty one: for a share of 0, the first with answers).
+        index = bisect.bisect_left(running, wanted) if wanted > 0 else bisect.bisect_right(running, 0)
+        if index >= len(counts):
+            found.append(float(LATENCY_BOUNDS[-2]))
+            continue
+        low = LATENCY_BOUNDS[index - 1] if index else 0
+        if index >= len(LATENCY_BOUNDS) - 1:
+            found.append(float(low))
+        else:
+            seen = running[index] - counts[index]
+            found.append(low + (LATENCY_BOUNDS[index] - low) * (wanted - seen) / counts[index])
+    return found
 
 
 def conversation_ratings(start: datetime, end: datetime) -> list[int]:

@@ -26,6 +26,7 @@ from support.conversations.models import Message, Tier
 DEFAULT_DAYS = 30
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TIERS = (Tier.SMALL, Tier.LARGE, Tier.AGENT)
+_RATED_TIERS = ("small", "large", "agent")
 
 BASELINE_METHOD = (
     "What the same traffic would have cost had every customer message gone to the large model: "
@@ -162,9 +163,10 @@ def summary(figures: dict[str, Any], per_message: Decimal, people_per_message: f
         "cost_per_conversation_usd": _usd(with_people_usd / started) if started else 0.0,
         "all_people_usd": _usd(_people_usd(people_per_message * messages)),
         "latency_ms": {kind: _latency(figures, kind) for kind in rollups.LATENCIES},
-        "ratings": {tier: _rated(pair) for tier, pair in figures.get("ratings", {}).items()},
+        # Every tier and destination, rated or not: each bucket of a series has the same keys.
+        "ratings": {tier: _rated(figures.get("ratings", {}).get(tier, [0, 0])) for tier in _RATED_TIERS},
         "ratings_by_destination": {
-            name: _rated(pair) for name, pair in figures.get("ratings_by_destination", {}).items()
+            name: _rated(figures.get("ratings_by_destination", {}).get(name, [0, 0])) for name in rollups.DESTINATIONS
         },
         "conversation_ratings": _rated(figures.get("conversation_ratings", [0, 0])),
     }

@@ -374,8 +374,16 @@ def export(request: HttpRequest, table: str) -> HttpResponseBase:
     elif table == "series":
         step = _step(request, date_from, date_to)
         buckets = series(date_from, date_to, step)
-        header = ["start", *(key for key, _ in _flatten({k: v for k, v in buckets[0].items() if k != "start"}))]
-        rows = [header, *([bucket["start"], *(v for _, v in _flatten(bucket) if _ != "start")] for bucket in buckets)]
+        # A column for every escalation reason of the range (0 in the buckets without it), so that every
+        # row has the header's columns.
+        reasons = sorted({reason for bucket in buckets for reason in bucket["escalations_by_reason"]})
+        flat = [
+            _flatten(
+                {**bucket, "escalations_by_reason": {r: bucket["escalations_by_reason"].get(r, 0) for r in reasons}}
+            )
+            for bucket in buckets
+        ]
+        rows = [[key for key, _ in flat[0]], *([value for _, value in row] for row in flat)]
     elif table == "reasons":
         stats = compute_stats(date_from, date_to)
         rows = [("reason", "messages", "share_of_messages")] + [

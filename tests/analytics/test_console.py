@@ -129,6 +129,10 @@ def test_every_table_and_series_downloads_as_csv(by_intents: dict[str, Conversat
     assert daily[2][daily[0].index("messages")] == "9"
     hourly = read_csv(client.get("/console/export/series.csv", {**RANGE, "step": "hour"}))
     assert len(hourly) == 1 + 72 and hourly[1][0] == "2024-03-10 00:00"
+    # Every row has the header's columns, hours with no traffic and hours with other reasons alike.
+    assert {len(row) for row in hourly + daily} == {len(hourly[0])} and hourly[0] == daily[0]
+    out_of_scope = {row[0]: row[hourly[0].index("escalations_by_reason.out_of_scope")] for row in hourly[1:]}
+    assert out_of_scope["2024-03-12 08:00"] == "1" and out_of_scope["2024-03-11 10:00"] == "0"
     reasons = read_csv(client.get("/console/export/reasons.csv", RANGE))
     assert reasons[1][:2] == ["low_confidence", "2"]
     intents = read_csv(client.get("/console/export/intents.csv", RANGE))
