@@ -331,25 +331,17 @@ def _conversation_csv(request: HttpRequest, date_from: Any, date_to: Any) -> Ite
             )
         sql, params = chunk.values_list("line").query.sql_with_params()
         with connection.cursor() as cursor:
-            _one_column(cursor.cursor)
             cursor.execute(sql, params)
-            lines = cursor.fetchall()
-        if lines:
-            yield "\r\n".join(lines) + "\r\n"
+            # A few hundred rows at a time: tens of thousands of row tuples alive until the chunk is
+            # joined set off the garbage collector's full collections (80 ms each, measured).
+            parts = []
+            while rows := cursor.fetchmany(500):
+                parts.append("".join([f"{line}\r\n" for (line,) in rows]))
+        if parts:
+            yield "".join(parts)
         if until is None:
             return
         after = until
-
-
-def _one_column(cursor: Any) -> None:
-    """Rows as their one value, not as a tuple each: tens of thousands of tuples that survive until the
-    chunk is joined set off the garbage collector's full collections (80 ms each, measured)."""
-    if connection.vendor == "postgresql":
-        from psycopg.rows import scalar_row
-
-        cursor.row_factory = scalar_row
-    else:
-        cursor.row_factory = lambda _cursor, row: row[0]
 
 
 EXPORTS = ("summary", "series", "reasons", "intents", "conversations")
