@@ -369,13 +369,14 @@ def export(request: HttpRequest, table: str) -> HttpResponseBase:
         # A column for every escalation reason of the range (0 in the buckets without it), so that every
         # row has the header's columns.
         reasons = sorted({reason for bucket in buckets for reason in bucket["escalations_by_reason"]})
-        flat = [
-            _flatten(
-                {**bucket, "escalations_by_reason": {r: bucket["escalations_by_reason"].get(r, 0) for r in reasons}}
-            )
-            for bucket in buckets
+        columns = [
+            tuple(key.split("."))
+            for key, _ in _flatten({**buckets[0], "escalations_by_reason": dict.fromkeys(reasons, 0)})
         ]
-        rows = [[key for key, _ in flat[0]], *([value for _, value in row] for row in flat)]
+        rows = [
+            [".".join(column) for column in columns],
+            *([_at(bucket, column) for column in columns] for bucket in buckets),
+        ]
     elif table == "reasons":
         stats = compute_stats(date_from, date_to)
         rows = [("reason", "messages", "share_of_messages")] + [
@@ -424,6 +425,14 @@ def _csv_chunks(rows: Iterable[Iterable[Any]], lines: int = 2000) -> Iterator[st
 def _csv_line(row: Iterable[Any]) -> str:
     # Cells a spreadsheet would run as a formula are quoted as text (CSV injection).
     return str(_writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in row]))
+
+
+def _at(figures: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a flattened column's path (0 where a bucket lacks it: an escalation reason)."""
+    value: Any = figures
+    for key in path:
+        value = value.get(key, 0)
+    return value
 
 
 def _flatten(figures: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
