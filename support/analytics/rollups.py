@@ -7,8 +7,9 @@ function of the messages of its hour, and any change to one of them — a new me
 arriving minutes later, a label given next week, a conversation deleted — marks that hour stale
 (StaleHour, from the signal receivers at the bottom, which every save and delete of a message, label
 or conversation, and every note or hand-back, goes through). `refresh()` rebuilds stale hours from the
-messages, and the day-and-intent rows of the days they fall in; the console calls it before it reads,
-and the beat schedule every minute, so what the console shows is always what the messages say.
+messages (with the rollups of the conversations that started in them, and, summed from the hours, the
+rollups of the days they fall in, in all and by intent); the console calls it before it reads, and the
+beat schedule every minute, so what the console shows is always what the messages say.
 
 Hours are UTC hours; days are calendar days in settings.TIME_ZONE, made of the hours that start in
 them (exact for every zone whose offset is a whole number of hours). After changing TIME_ZONE, run
@@ -45,6 +46,10 @@ PEOPLE = Q(role=Role.CUSTOMER, destination="people") | Q(tier=Tier.AGENT)
 # Answer times kept as histograms (percentiles of a range add up from them): a small-tier answer, the
 # large model's first token and whole answer, and an agent's reply (Message.latency_ms, first_token_ms).
 LATENCIES = ("small", "large_first_token", "large", "agent")
+# The tiers whose answers customers rate.
+RATED_TIERS = ("small", "large", "agent")
+# What the by-intent table reads (the rest stays in the hour rollups: intent rows are many).
+INTENT_FIGURES = ("messages", "destinations", "escalations", "checked", "right", "ratings")
 # Upper bounds of the buckets in milliseconds (the last one is open): about 2.5 buckets a decade from
 # 1 ms to an hour, so a percentile read from them is within about 25 % of the true one.
 LATENCY_BOUNDS = [
@@ -175,9 +180,8 @@ def _usd(value: Decimal | None) -> str:
     return str(value or Decimal(0))
 
 
-def _figures(customer: QuerySet[Message]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Figures of these customer messages: (all of them, and INTENT_FIGURES by intent)."""
-    total: dict[str, Any] = {
+def _blank_figures() -> dict[str, Any]:
+    return {
         "messages": 0,
         "destinations": dict.fromkeys(DESTINATIONS, 0),
         "escalations": {},
@@ -188,23 +192,22 @@ def _figures(customer: QuerySet[Message]) -> tuple[dict[str, Any], dict[str, dic
         "right": 0,
         # Customers' ratings of the answers to these messages: [thumbs up, thumbs down], by the tier of
         # the answer rated and by where the router sent the question.
-        "ratings": {tier: [0, 0] for tier in ("small", "large", "agent")},
+        "ratings": {tier: [0, 0] for tier in RATED_TIERS},
         "ratings_by_destination": {name: [0, 0] for name in DESTINATIONS},
         # Answer times: counts per LATENCY_BOUNDS bucket (see percentile()).
         "latency": {kind: [0] * len(LATENCY_BOUNDS) for kind in LATENCIES},
     }
+
+
+def _figures(customer: QuerySet[Message]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Figures of these customer messages: (all of them, and INTENT_FIGURES by intent)."""
+    total = _blank_figures()
     intents: dict[str, dict[str, Any]] = {}
 
     def entry(intent: str) -> dict[str, Any]:
         if intent not in intents:
-            intents[intent] = {
-                "messages": 0,
-                "destinations": dict.fromkeys(DESTINATIONS, 0),
-                "escalations": {},
-                "checked": 0,
-                "right": 0,
-                "ratings": {tier: [0, 0] for tier in ("small", "large", "agent")},
-            }
+            blank = _blank_figures()
+            intents[intent] = {key: blank[key] for key in INTENT_FIGURES}
         return intents[intent]
 
     for intent, destination, reason, n in customer.values_list("intent", "destination", "escalation_reason").annotate(
@@ -356,10 +359,6 @@ def agent_seconds(conversations: QuerySet[Conversation]) -> int:
 
 def _customer(start: datetime, end: datetime) -> QuerySet[Message]:
     return Message.objects.filter(role=Role.CUSTOMER, created_at__gte=start, created_at__lt=end)
-
-
-# What the by-intent table reads (the rest stays in the hour rollups: intent rows are many).
-INTENT_FIGURES = ("messages", "destinations", "escalations", "checked", "right", "ratings")
 
 
 def rebuild_hour(hour: datetime) -> None:

@@ -26,7 +26,6 @@ from support.conversations.models import Message, Tier
 DEFAULT_DAYS = 30
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TIERS = (Tier.SMALL, Tier.LARGE, Tier.AGENT)
-_RATED_TIERS = ("small", "large", "agent")
 
 BASELINE_METHOD = (
     "What the same traffic would have cost had every customer message gone to the large model: "
@@ -164,7 +163,7 @@ def summary(figures: dict[str, Any], per_message: Decimal, people_per_message: f
         "all_people_usd": _usd(_people_usd(people_per_message * messages)),
         "latency_ms": {kind: _latency(figures, kind) for kind in rollups.LATENCIES},
         # Every tier and destination, rated or not: each bucket of a series has the same keys.
-        "ratings": {tier: _rated(figures.get("ratings", {}).get(tier, [0, 0])) for tier in _RATED_TIERS},
+        "ratings": {tier: _rated(figures.get("ratings", {}).get(tier, [0, 0])) for tier in rollups.RATED_TIERS},
         "ratings_by_destination": {
             name: _rated(figures.get("ratings_by_destination", {}).get(name, [0, 0])) for name in rollups.DESTINATIONS
         },
