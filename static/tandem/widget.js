@@ -26,6 +26,8 @@
   // A message the server failed on (error code server_error) is sent again this often, this long apart.
   const SERVER_ERROR_RETRIES = 3;
   const SERVER_ERROR_RETRY_MS = 2000;
+  // A customer message the server has not answered in this long is sent again (same id: stored once).
+  const ANSWER_TIMEOUT_MS = 20000;
   const TIERS = ['small', 'large', 'agent'];
   // How long "… is typing" stays after the last notice.
   const TYPING_MS = 5000;
@@ -118,6 +120,11 @@
     open: false,
     slowUntil: 0,         // flood control asked us to wait until then (ms since the epoch)
     retryAfterMs: 0,      // the server refused the connection: reconnect no sooner than this
+    holdUntil: 0,         // send no customer message before this (ms since the epoch)
+    holdTimer: null,
+    inFlight: null,       // the customer message sent and not yet answered (one at a time)
+    inFlightWs: null,     // the socket it went on
+    inFlightTimer: null,
   };
   // client id -> {id, text, el, acked, failed}; Map keeps send order.
   const messages = new Map();
@@ -367,25 +374,66 @@
     const m = { id, text, el, acked: false, failed: false };
     messages.set(id, m);
     appendLive(el);
-    transmit(m);
+    pump();
     return true;
   }
 
-  function transmit(m) {
+  // Customer messages leave one at a time, oldest first: the next goes once the server has answered the
+  // one before (its ack, or an error). The server then stores them in the order they were typed even
+  // when flood control refuses one (it is sent again after retry_after, and those typed after it wait
+  // behind it) or a reconnect sends what was queued. The answer to a message takes milliseconds; a
+  // person typing never waits on it.
+  function nextToSend() {
+    for (const m of messages.values()) {
+      if (!m.acked && !m.failed) return m;
+    }
+    return null;
+  }
+
+  function pump() {
     const ws = state.ws;
-    if (!ws || !state.online || ws.readyState !== 1 /* OPEN */) return false; // queued
+    if (!ws || !state.online || ws.readyState !== 1 /* OPEN */) return; // queued: sent on (re)connect
+    if (Date.now() < state.holdUntil) return; // flood control or a server error: the hold timer pumps
+    const m = nextToSend();
+    if (!m) return;
+    if (state.inFlight === m && state.inFlightWs === ws) return; // waiting for the server's answer
     try {
       ws.send(JSON.stringify({ type: 'message', id: m.id, text: m.text }));
-      return true;
     } catch (e) {
-      return false;
+      return; // the socket is closing: sent again on reconnect
     }
+    state.inFlight = m;
+    state.inFlightWs = ws;
+    // No answer at all (a frame lost on the way): send it again; its id makes that safe.
+    clearTimeout(state.inFlightTimer);
+    state.inFlightTimer = setTimeout(() => {
+      if (state.inFlight === m) state.inFlight = null;
+      pump();
+    }, ANSWER_TIMEOUT_MS);
+  }
+
+  // The server answered message m (stored, refused or failed): the next one may go.
+  function answeredMessage(m) {
+    if (state.inFlight !== m) return;
+    state.inFlight = null;
+    clearTimeout(state.inFlightTimer);
+    state.inFlightTimer = null;
+  }
+
+  // Send nothing before `ms` from now, then go on from the oldest message not stored.
+  function holdFor(ms) {
+    state.holdUntil = Math.max(state.holdUntil, Date.now() + ms);
+    clearTimeout(state.holdTimer);
+    state.holdTimer = setTimeout(() => {
+      state.holdTimer = null;
+      pump();
+      updateStatus();
+    }, Math.max(0, state.holdUntil - Date.now()));
   }
 
   function flushOutbox() {
-    messages.forEach((m) => {
-      if (!m.acked && !m.failed) transmit(m);
-    });
+    state.inFlight = null; // a new socket: what was in flight on the old one goes again
+    pump();
     // Sending a rating twice is harmless: the later one replaces the earlier.
     pendingRatings.forEach((r, id) => transmitRating(id));
   }
@@ -625,7 +673,12 @@
     // Everything else is a stored event with a per-conversation seq.
     const seq = Number(f.seq);
     if (!Number.isFinite(seq)) return;
-    if (seq <= state.lastSeq) return; // already shown
+    if (seq <= state.lastSeq) {
+      // Already shown, unless it is the stored ack of a message sent again whose first ack never came.
+      const m = f.type === 'ack' && f.id != null ? messages.get(String(f.id)) : null;
+      if (m && !m.acked) onAck(f, seq);
+      return;
+    }
     if (f.type === 'ack') onAck(f, seq);
     else if (f.type === 'answer') onAnswer(f, seq);
     else if (f.type === 'escalated') onEscalated(f, seq);
@@ -679,6 +732,8 @@
     m.el.classList.add('tandem-delivered');
     m.el.setAttribute('data-seq', String(seq));
     placeStored(m.el);
+    answeredMessage(m);
+    pump();
   }
 
   function onAnswer(f, seq) {
@@ -781,15 +836,6 @@
     }
   }
 
-  function retryLater(m, ms) {
-    clearTimeout(m.retryTimer);
-    m.retryTimer = setTimeout(() => {
-      m.retryTimer = null;
-      if (!m.acked && !m.failed) transmit(m);
-      updateStatus();
-    }, ms);
-  }
-
   function onError(f) {
     const id = f.id == null ? null : String(f.id);
     if (id !== null && onRatingError(id, f)) return;
@@ -800,8 +846,10 @@
       const seconds = Number(f.retry_after);
       const ms = Math.min(600, Math.max(1, isFinite(seconds) ? seconds : 5)) * 1000;
       state.slowUntil = Math.max(state.slowUntil || 0, Date.now() + ms);
-      if (pending && !pending.acked) retryLater(pending, ms);
-      else if (id === null) state.retryAfterMs = ms;
+      if (pending && !pending.acked) {
+        answeredMessage(pending);
+        holdFor(ms);
+      } else if (id === null) state.retryAfterMs = ms;
       updateStatus();
       setTimeout(updateStatus, ms + 50);
       return;
@@ -809,7 +857,8 @@
     if (f.code === 'server_error' && pending && !pending.acked && (pending.retries || 0) < SERVER_ERROR_RETRIES) {
       // The server failed on a valid message; sending it again is safe (its id is processed once).
       pending.retries = (pending.retries || 0) + 1;
-      retryLater(pending, SERVER_ERROR_RETRY_MS);
+      answeredMessage(pending);
+      holdFor(SERVER_ERROR_RETRY_MS);
       return;
     }
     const text = typeof f.message === 'string' && f.message
@@ -825,9 +874,11 @@
         m.failed = true;
         m.el.classList.remove('tandem-pending');
         m.el.classList.add('tandem-failed');
+        answeredMessage(m);
       }
     }
     appendLive(el);
+    pump();
   }
 
   // ------------------------------------------------------------ connection --
