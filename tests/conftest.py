@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,12 +54,46 @@ def demo_examples() -> list[tuple[str, str]]:
     return loader.examples_from(articles)
 
 
+# Where TANDEM_TEST_MODEL_CACHE names a folder, the trained model is kept there, under a key of what it
+# was trained from and with (the demo knowledge base, the small model's code, the pinned requirements),
+# and later runs on the same checkout take a copy instead of training again: CI runs the suite twice
+# (SQLite, then PostgreSQL), and the second run need not repeat the first one's minute of training.
+MODEL_INPUTS = [
+    loader.DEMO_FILE,
+    *sorted((Path(__file__).parents[1] / "chatbot" / "small").glob("*.py")),
+    *(Path(__file__).parents[1] / name for name in ("requirements.txt", "requirements-models.txt")),
+]
+
+
+def _train_or_copy(directory: Path) -> None:
+    cache = os.environ.get("TANDEM_TEST_MODEL_CACHE")
+    if not cache:
+        small_model.train(demo_examples(), directory, epochs=2)
+        return
+    digest = hashlib.sha256()
+    for path in MODEL_INPUTS:
+        digest.update(Path(path).read_bytes())
+    root = Path(cache)
+    root.mkdir(parents=True, exist_ok=True)
+    kept = root / digest.hexdigest()[:16]
+    with (root / "lock").open("w") as lock:
+        # Two runs at once: the second waits for the first one's model.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not kept.exists():
+            building = root / f"{kept.name}.building"
+            shutil.rmtree(building, ignore_errors=True)
+            small_model.train(demo_examples(), building, epochs=2)
+            building.rename(kept)
+    shutil.rmtree(directory)
+    shutil.copytree(kept, directory)
+
+
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small model trained on the demo knowledge base as the product trains it, encoder fine-tuned,
-    once for the whole run (about a minute)."""
+    once for the whole run (about a minute), or a copy of the one a run before trained (MODEL_INPUTS)."""
     directory = tmp_path_factory.mktemp("small-model")
-    small_model.train(demo_examples(), directory, epochs=2)
+    _train_or_copy(directory)
     return directory
 
 
