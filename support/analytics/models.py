@@ -16,6 +16,10 @@ class HourRollup(models.Model):
     # The by-intent part of the figures (rollups.INTENT_FIGURES under each intent): a day's intent rows
     # are the sum of its hours', so a change rebuilds one hour, not the day. Not read by the series.
     intents = models.JSONField(default=dict)
+    # The CSV lines (rollups.CSV_HEADER, each ending "\r\n") of the conversations started in the hour,
+    # newest first: the unfiltered conversation export of a range reads one value an hour, not one row
+    # per conversation.
+    conversation_lines = models.TextField(default="")
     computed_at = models.DateTimeField()
 
     def __str__(self) -> str:

@@ -365,7 +365,7 @@ def rebuild_hour(hour: datetime) -> None:
     """Rebuild an hour's rollup (its figures in all and by intent) and the rollups of the conversations
     that started in it."""
     figures, intents = _figures(_customer(hour, hour + HOUR))
-    conversations = rebuild_conversations(hour, hour + HOUR)
+    conversations, lines = rebuild_conversations(hour, hour + HOUR)
     if not figures and not conversations[0]:
         HourRollup.objects.filter(hour=hour).delete()
         return
@@ -375,10 +375,10 @@ def rebuild_hour(hour: datetime) -> None:
         Conversation.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR)
     )
     HourRollup.objects.bulk_create(
-        [HourRollup(hour=hour, figures=figures, intents=intents, computed_at=timezone.now())],
+        [HourRollup(hour=hour, figures=figures, intents=intents, conversation_lines=lines, computed_at=timezone.now())],
         update_conflicts=True,
         unique_fields=["hour"],
-        update_fields=["figures", "intents", "computed_at"],
+        update_fields=["figures", "intents", "conversation_lines", "computed_at"],
     )
 
 
@@ -428,11 +428,11 @@ def _blank_conversation() -> dict[str, Any]:
 CSV_HEADER = "conversation,started,state,customer_messages,with_people,cost_usd\r\n"
 
 
-def rebuild_conversations(start: datetime, end: datetime) -> list[int]:
+def rebuild_conversations(start: datetime, end: datetime) -> tuple[list[int], str]:
     """The rollups of the conversations started in [start, end): their messages counted and costed,
     their routes, and their CSV row made (CSV_HEADER: the conversation, when it started in the site's
-    time zone, its state, customer messages, with people or not, model cost). Returns [conversations
-    started, how many of them people handled]."""
+    time zone, its state, customer messages, with people or not, model cost). Returns ([conversations
+    started, how many of them people handled], their CSV lines newest first as the export lists them)."""
     figures: dict[Any, dict[str, Any]] = {}
     for row in (
         Message.objects.filter(conversation__created_at__gte=start, conversation__created_at__lt=end)
@@ -486,7 +486,9 @@ def rebuild_conversations(start: datetime, end: datetime) -> list[int]:
         unique_fields=["conversation"],
         update_fields=CONVERSATION_FIELDS,
     )
-    return [len(rows), sum(1 for row in rows if row.people_messages)]
+    rows.sort(key=lambda row: (row.created_at, row.conversation_id), reverse=True)
+    lines = "".join(f"{row.line}\r\n" for row in rows)
+    return [len(rows), sum(1 for row in rows if row.people_messages)], lines
 
 
 def _compared(row: ConversationRollup) -> tuple[Any, ...]:
@@ -596,6 +598,29 @@ def conversations(start: datetime, end: datetime) -> QuerySet[ConversationRollup
     """The rollups of the conversations started in [start, end), up to date."""
     refresh(within=(hour_of(start), end))
     return ConversationRollup.objects.filter(created_at__gte=start, created_at__lt=end)
+
+
+def conversation_lines(start: datetime, end: datetime, hours_at_once: int = 48) -> Iterator[str]:
+    """The CSV lines of every conversation started in [start, end), newest first, up to date: the hour
+    rollups' conversation_lines of the whole hours inside, and the conversations' rows at either end
+    where the range starts or ends within an hour (a time zone with a half-hour offset). A few dozen
+    hours at a time (memory stays bounded however long the range)."""
+    refresh(within=(hour_of(start), end))
+    first = hour_of(start)
+    if first < start:
+        first += HOUR
+    last = max(hour_of(end), first)
+    rows = ConversationRollup.objects.order_by("-created_at", "-conversation_id").values_list("line", flat=True)
+    if last < end:
+        yield "".join(f"{line}\r\n" for line in rows.filter(created_at__gte=last, created_at__lt=end))
+    until = last
+    while until > first:
+        since = max(first, until - hours_at_once * HOUR)
+        hours = HourRollup.objects.filter(hour__gte=since, hour__lt=until).order_by("-hour")
+        yield "".join(hours.values_list("conversation_lines", flat=True))
+        until = since
+    if start < first:
+        yield "".join(f"{line}\r\n" for line in rows.filter(created_at__gte=start, created_at__lt=min(first, end)))
 
 
 def add(total: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:

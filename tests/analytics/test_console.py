@@ -199,6 +199,38 @@ def test_the_conversation_export_reads_in_chunks_without_losing_or_repeating_a_r
     assert [row[0] for row in large[1:]] == [str(c.pk) for c in reversed(others)]
 
 
+def test_the_whole_export_lists_what_the_filtered_one_does_in_a_zone_whose_days_start_mid_hour(
+    prices: None, agent: User, settings: Any
+) -> None:
+    """India's days start at 18:30 UTC: the export reads the hours inside the range whole, and the
+    conversations of the half hours at either end one by one (none from outside the range)."""
+    settings.TIME_ZONE = "Asia/Kolkata"
+    # 10-12 March in Kolkata: [9 March 18:30 UTC, 12 March 18:30 UTC).
+    inside = [
+        conversation_at(moment)
+        for moment in (at(9, 18, 30), at(9, 18, 59), at(9, 19, 0), at(11, 3, 15), at(12, 18, 0), at(12, 18, 29, 59))
+    ]
+    twins = [conversation_at(at(11, 3, 15)) for _ in range(3)]  # one instant, ordered by id
+    outside = [conversation_at(moment) for moment in (at(9, 18, 29, 59), at(12, 18, 30), at(9, 12), at(13, 1))]
+    make(inside[3], at(11, 3, 16), Role.CUSTOMER, destination="people")
+    client = logged_in(agent)
+    whole = read_csv(client.get("/console/export/conversations.csv", RANGE))
+    expected = sorted(inside + twins, key=lambda c: (c.created_at, c.pk), reverse=True)
+    assert [row[0] for row in whole[1:]] == [str(c.pk) for c in expected]
+    assert not {row[0] for row in whole} & {str(c.pk) for c in outside}
+    assert whole[1][1] == "2024-03-12T23:59:59+05:30" and whole[-1][1] == "2024-03-10T00:00:00+05:30"
+    # The filtered export (rows read one by one) says the same of the same conversations.
+    with_people = read_csv(client.get("/console/export/conversations.csv", {**RANGE, "people": "yes"}))
+    without = read_csv(client.get("/console/export/conversations.csv", {**RANGE, "people": "no"}))
+    assert with_people[1:] == [row for row in whole[1:] if row[4] == "yes"] and len(with_people) == 2
+    assert without[1:] == [row for row in whole[1:] if row[4] == "no"]
+    # A conversation that changes later changes its line in the whole export too.
+    inside[0].owner = "closed"
+    inside[0].save(update_fields=["owner", "updated_at"])
+    again = read_csv(client.get("/console/export/conversations.csv", RANGE))
+    assert again[-1][2] == "closed" and again[:-1] == whole[:-1]
+
+
 def test_a_cell_a_spreadsheet_would_run_is_exported_as_text(prices: None, agent: User) -> None:
     conversation = conversation_at(at(11, 9))
     make(conversation, at(11, 9, 1), Role.CUSTOMER, destination="small", intent="=HYPERLINK(1)")

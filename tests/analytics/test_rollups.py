@@ -179,9 +179,15 @@ def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(pr
 
     span = (date(2024, 3, 9), date(2024, 3, 14))
     read = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span), _conversations(span))
+    lines = "".join(rollups.conversation_lines(*day_bounds(*span)))
     rollups.rebuild_all()
     rebuilt = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span), _conversations(span))
     assert read == rebuilt
+    # The export's lines, an hour at a time, are the conversations' own, newest first.
+    assert lines == "".join(
+        f"{row.line}\r\n"
+        for row in rollups.conversations(*day_bounds(*span)).order_by("-created_at", "-conversation_id")
+    )
     assert read[0]["messages"] == len(questions) > 20
     # And each conversation's figures are what its messages say, counted here without the rollups.
     assert {pk: (*figures[:3], figures[4]) for pk, figures in read[4].items()} == {
