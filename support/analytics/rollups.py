@@ -572,14 +572,23 @@ def _span(date_from: date, date_to: date) -> tuple[datetime, datetime]:
     return day_hours(date_from)[0], day_hours(date_to)[1]
 
 
-def hours(date_from: date, date_to: date) -> list[tuple[datetime, dict[str, Any]]]:
-    """(hour, figures) of the hour rollups of the local days date_from..date_to (inclusive), oldest
-    first, up to date: every stale hour of the range is rebuilt first."""
+def hour_versions(date_from: date, date_to: date) -> list[tuple[datetime, datetime]]:
+    """(hour, computed_at) of the hour rollups of the local days date_from..date_to (inclusive), oldest
+    first, up to date (every stale hour of the range is rebuilt first). computed_at changes whenever
+    the hour's figures do: a reader that kept what it made of them may use it again."""
     start, end = _span(date_from, date_to)
     refresh(within=(start, end))
     return list(
-        HourRollup.objects.filter(hour__gte=start, hour__lt=end).order_by("hour").values_list("hour", "figures")
+        HourRollup.objects.filter(hour__gte=start, hour__lt=end).order_by("hour").values_list("hour", "computed_at")
     )
+
+
+def hour_figures(hours: list[datetime]) -> dict[datetime, dict[str, Any]]:
+    """The figures of these hours' rollups (as they are now: read hour_versions() first)."""
+    found: dict[datetime, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(hours), 500):
+        found.update(HourRollup.objects.filter(hour__in=chunk).values_list("hour", "figures"))
+    return found
 
 
 def days(date_from: date, date_to: date) -> list[DayRollup]:

@@ -9,6 +9,8 @@ created, and so does everything that became of it (its answers and their cost, e
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -205,7 +207,6 @@ def series(date_from: date, date_to: date, step: str) -> list[dict[str, Any]]:
 def report(date_from: date, date_to: date, step: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(compute_stats, series) from one read of the rollups (no series without a step): the range's
     figures are the sum of its day rollups, an hourly series reads the hour rollups too."""
-    hours = rollups.hours(date_from, date_to) if step == "hour" else []
     days = rollups.days(date_from, date_to)
     total: dict[str, Any] = {}
     for day_rollup in days:
@@ -219,18 +220,10 @@ def report(date_from: date, date_to: date, step: str | None = None) -> tuple[dic
         **summary(total, per_message, people_per_message),
         "large_model": large_model,
     }
-    buckets: dict[str, dict[str, Any]] = {}
     if step == "hour":
-        first, end = rollups.day_hours(date_from)[0], rollups.day_hours(date_to)[1]
-        hour = first
-        while hour < end:
-            buckets[timezone.localtime(hour).strftime("%Y-%m-%d %H:00")] = {}
-            hour += rollups.HOUR
-        for hour, figures in hours:
-            key = timezone.localtime(hour).strftime("%Y-%m-%d %H:00")
-            # Two UTC hours in one local hour when the clock goes back: their sum (a new dict).
-            buckets[key] = rollups.add(rollups.add({}, buckets[key]), figures) if buckets[key] else figures
-    elif step == "day":
+        return stats, _hourly(date_from, date_to, per_message, people_per_message)
+    buckets: dict[str, dict[str, Any]] = {}
+    if step == "day":
         day = date_from
         while day <= date_to:
             buckets[day.isoformat()] = {}
@@ -240,6 +233,68 @@ def report(date_from: date, date_to: date, step: str | None = None) -> tuple[dic
     return stats, [
         {"start": start, **summary(figures, per_message, people_per_message)} for start, figures in buckets.items()
     ]
+
+
+# What summary() made of an hour's figures, by (hour, its rollup's computed_at, the baseline's and the
+# all-people comparison's prices): an hourly series of a month is 720 summaries, most of them of hours
+# that have not changed since the last request. Kept per process, the most recently used first out.
+_hour_summaries: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+HOUR_SUMMARIES_KEPT = 5000
+# Django runs views in threads: the cache's order is changed under a lock.
+_hour_summaries_lock = threading.Lock()
+
+
+def _hourly(date_from: date, date_to: date, per_message: Decimal, people_per_message: float) -> list[dict[str, Any]]:
+    """The hourly series: a bucket for every local hour of the range (zeros where nothing happened),
+    each hour summarised once for as long as its rollup and the prices stay the same."""
+    prices = (per_message, people_per_message, settings.TANDEM_AGENT_HOUR_USD)
+    labels: dict[str, list[tuple[datetime, datetime]]] = {}
+    first, end = rollups.day_hours(date_from)[0], rollups.day_hours(date_to)[1]
+    hour = first
+    while hour < end:
+        labels[timezone.localtime(hour).strftime("%Y-%m-%d %H:00")] = []
+        hour += rollups.HOUR
+    versions = rollups.hour_versions(date_from, date_to)
+    for hour, computed_at in versions:
+        # Two UTC hours in one local hour when the clock goes back: the bucket is their sum.
+        labels[timezone.localtime(hour).strftime("%Y-%m-%d %H:00")].append((hour, computed_at))
+    cache = _hour_summaries
+    wanted = [hour for members in labels.values() for hour, at in members if (hour, at, *prices) not in cache]
+    figures = rollups.hour_figures(wanted) if wanted else {}
+    buckets = []
+    for label, members in labels.items():
+        if len(members) <= 1:
+            # An hour without traffic is summarised once too (the key of no rollup).
+            key = (*(members[0] if members else (None, None)), *prices)
+            with _hour_summaries_lock:
+                made = cache.get(key)
+                if made is not None:
+                    cache.move_to_end(key)
+            if made is None:
+                made = summary(_figures_of(members, figures), per_message, people_per_message)
+                with _hour_summaries_lock:
+                    cache[key] = made
+                    if len(cache) > HOUR_SUMMARIES_KEPT:
+                        cache.popitem(last=False)
+        else:
+            made = summary(_figures_of(members, figures), per_message, people_per_message)
+        buckets.append({"start": label, **made})
+    return buckets
+
+
+def _figures_of(members: list[tuple[datetime, datetime]], figures: dict[datetime, dict[str, Any]]) -> dict[str, Any]:
+    """The figures of a local hour's rollups (read now if another thread's request dropped one's summary
+    from the cache meanwhile); their sum where there are two."""
+    missing = [hour for hour, _ in members if hour not in figures]
+    if missing:
+        figures = {**figures, **rollups.hour_figures(missing)}
+    # (A rollup deleted meanwhile, its conversations erased: nothing.)
+    if len(members) == 1:
+        return figures.get(members[0][0], {})
+    total: dict[str, Any] = {}
+    for hour, _ in members:
+        rollups.add(total, figures.get(hour, {}))
+    return total
 
 
 SMALL_TALK = "small talk"

@@ -136,6 +136,29 @@ def test_the_hour_the_clock_goes_back_counts_both_of_its_hours(prices: None, set
     assert {bucket["start"]: bucket["messages"] for bucket in series(*day, "hour")} == hourly
 
 
+def test_an_hourly_series_read_again_shows_what_changed_since_and_only_that(prices: None, settings: Any) -> None:
+    """The series keeps what it made of each hour while the hour and the prices stay the same (an hour's
+    summary is made once); a new message, an agent's reply or a new price per agent hour shows at once."""
+    day = (date(2024, 3, 11), date(2024, 3, 11))
+    c = Conversation.objects.create()
+    question = make(c, at(11, 9, 5), Role.CUSTOMER, destination="small")
+    answer(question, at(11, 9, 6), Tier.SMALL, cost_usd="0.00002")
+    first = {bucket["start"]: bucket for bucket in series(*day, "hour")}
+    assert first["2024-03-11 09:00"]["messages"] == 1 and first["2024-03-11 10:00"]["messages"] == 0
+    assert {bucket["start"]: bucket for bucket in series(*day, "hour")} == first
+    make(c, at(11, 10, 1), Role.CUSTOMER, destination="people")
+    second = {bucket["start"]: bucket for bucket in series(*day, "hour")}
+    assert second["2024-03-11 10:00"]["messages"] == 1 and second["2024-03-11 10:00"]["destinations"]["people"] == 1
+    assert second["2024-03-11 09:00"] == first["2024-03-11 09:00"]
+    answer(question, at(11, 9, 20), Tier.AGENT)
+    third = {bucket["start"]: bucket for bucket in series(*day, "hour")}
+    assert third["2024-03-11 09:00"]["answered"]["agent"] == 1
+    settings.TANDEM_AGENT_HOUR_USD = 3600
+    fourth = {bucket["start"]: bucket for bucket in series(*day, "hour")}
+    assert fourth["2024-03-11 09:00"]["all_people_usd"] != third["2024-03-11 09:00"]["all_people_usd"]
+    assert [bucket["messages"] for bucket in fourth.values()] == [bucket["messages"] for bucket in third.values()]
+
+
 def test_aggregates_in_a_fixed_number_of_queries(traffic: None, django_assert_max_num_queries: Any) -> None:
     rollups.refresh_all()
     with django_assert_max_num_queries(4):
