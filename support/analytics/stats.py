@@ -248,16 +248,19 @@ def _hourly(date_from: date, date_to: date, per_message: Decimal, people_per_mes
     """The hourly series: a bucket for every local hour of the range (zeros where nothing happened),
     each hour summarised once for as long as its rollup and the prices stay the same."""
     prices = (per_message, people_per_message, settings.TANDEM_AGENT_HOUR_USD)
+    zone = timezone.get_current_timezone()
     labels: dict[str, list[tuple[datetime, datetime]]] = {}
+    label_of: dict[datetime, str] = {}
     first, end = rollups.day_hours(date_from)[0], rollups.day_hours(date_to)[1]
     hour = first
     while hour < end:
-        labels[timezone.localtime(hour).strftime("%Y-%m-%d %H:00")] = []
+        label = label_of[hour] = hour.astimezone(zone).strftime("%Y-%m-%d %H:00")
+        labels[label] = []
         hour += rollups.HOUR
     versions = rollups.hour_versions(date_from, date_to)
     for hour, computed_at in versions:
         # Two UTC hours in one local hour when the clock goes back: the bucket is their sum.
-        labels[timezone.localtime(hour).strftime("%Y-%m-%d %H:00")].append((hour, computed_at))
+        labels[label_of[hour]].append((hour, computed_at))
     cache = _hour_summaries
     wanted = [hour for members in labels.values() for hour, at in members if (hour, at, *prices) not in cache]
     figures = rollups.hour_figures(wanted) if wanted else {}

@@ -381,10 +381,7 @@ def export(request: HttpRequest, table: str) -> HttpResponseBase:
             tuple(key.split("."))
             for key, _ in _flatten({**buckets[0], "escalations_by_reason": dict.fromkeys(reasons, 0)})
         ]
-        rows = [
-            [".".join(column) for column in columns],
-            *([_at(bucket, column) for column in columns] for bucket in buckets),
-        ]
+        rows = [[".".join(column) for column in columns], *_cells(buckets, columns)]
     elif table == "reasons":
         stats = compute_stats(date_from, date_to)
         rows = [("reason", "messages", "share_of_messages")] + [
@@ -435,12 +432,24 @@ def _csv_line(row: Iterable[Any]) -> str:
     return str(_writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in row]))
 
 
-def _at(figures: dict[str, Any], path: tuple[str, ...]) -> Any:
-    """The value at a flattened column's path (0 where a bucket lacks it: an escalation reason)."""
-    value: Any = figures
-    for key in path:
-        value = value.get(key, 0)
-    return value
+def _cells(buckets: list[dict[str, Any]], columns: list[tuple[str, ...]]) -> Iterator[list[Any]]:
+    """Each bucket's values at the flattened columns' paths (0 where a bucket lacks one: an escalation
+    reason). Columns of one dict come together: the dict is found once a row, not once a cell (a month's
+    hourly series is 720 rows of 80 columns)."""
+    groups: list[tuple[tuple[str, ...], list[str]]] = []
+    for column in columns:
+        if groups and groups[-1][0] == column[:-1]:
+            groups[-1][1].append(column[-1])
+        else:
+            groups.append((column[:-1], [column[-1]]))
+    for bucket in buckets:
+        row: list[Any] = []
+        for parent, keys in groups:
+            values: Any = bucket
+            for key in parent:
+                values = values.get(key, {})
+            row += [values.get(key, 0) for key in keys]
+        yield row
 
 
 def _flatten(figures: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
