@@ -55,13 +55,16 @@ def demo_examples() -> list[tuple[str, str]]:
 
 
 # Where TANDEM_TEST_MODEL_CACHE names a folder, the trained model is kept there, under a key of what it
-# was trained from and with (the demo knowledge base, the small model's code, the pinned requirements),
-# and later runs on the same checkout take a copy instead of training again: CI runs the suite twice
-# (SQLite, then PostgreSQL), and the second run need not repeat the first one's minute of training.
+# was trained from and with (the demo knowledge base and its loader, the chatbot library's code with its
+# built-in intents, this file, the pinned requirements), and later runs take a copy instead of training
+# again: CI runs three parts of the suite at once (.ci/run), and only the first trains.
+_ROOT = Path(__file__).resolve().parents[1]
 MODEL_INPUTS = [
     loader.DEMO_FILE,
-    *sorted((Path(__file__).parents[1] / "chatbot" / "small").glob("*.py")),
-    *(Path(__file__).parents[1] / name for name in ("requirements.txt", "requirements-models.txt")),
+    _ROOT / "support" / "knowledge" / "loader.py",
+    Path(__file__).resolve(),
+    *sorted((_ROOT / "chatbot").rglob("*.py")),
+    *(_ROOT / name for name in ("requirements.txt", "requirements-models.txt")),
 ]
 
 

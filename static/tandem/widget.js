@@ -427,7 +427,6 @@
     state.holdTimer = setTimeout(() => {
       state.holdTimer = null;
       pump();
-      updateStatus();
     }, Math.max(0, state.holdUntil - Date.now()));
   }
 
