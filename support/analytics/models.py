@@ -20,6 +20,8 @@ class HourRollup(models.Model):
     # newest first: the unfiltered conversation export of a range reads one value an hour, not one row
     # per conversation.
     conversation_lines = models.TextField(default="")
+    # Their rollups.conversation_key()s, a line each in the same order: the list's filters read them.
+    conversation_keys = models.TextField(default="")
     computed_at = models.DateTimeField()
 
     def __str__(self) -> str:

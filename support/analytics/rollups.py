@@ -23,7 +23,7 @@ import itertools
 import logging
 import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -365,7 +365,7 @@ def rebuild_hour(hour: datetime) -> None:
     """Rebuild an hour's rollup (its figures in all and by intent) and the rollups of the conversations
     that started in it."""
     figures, intents = _figures(_customer(hour, hour + HOUR))
-    conversations, lines = rebuild_conversations(hour, hour + HOUR)
+    conversations, lines, keys = rebuild_conversations(hour, hour + HOUR)
     if not figures and not conversations[0]:
         HourRollup.objects.filter(hour=hour).delete()
         return
@@ -375,10 +375,19 @@ def rebuild_hour(hour: datetime) -> None:
         Conversation.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR)
     )
     HourRollup.objects.bulk_create(
-        [HourRollup(hour=hour, figures=figures, intents=intents, conversation_lines=lines, computed_at=timezone.now())],
+        [
+            HourRollup(
+                hour=hour,
+                figures=figures,
+                intents=intents,
+                conversation_lines=lines,
+                conversation_keys=keys,
+                computed_at=timezone.now(),
+            )
+        ],
         update_conflicts=True,
         unique_fields=["hour"],
-        update_fields=["figures", "intents", "conversation_lines", "computed_at"],
+        update_fields=["figures", "intents", "conversation_lines", "conversation_keys", "computed_at"],
     )
 
 
@@ -428,11 +437,18 @@ def _blank_conversation() -> dict[str, Any]:
 CSV_HEADER = "conversation,started,state,customer_messages,with_people,cost_usd\r\n"
 
 
-def rebuild_conversations(start: datetime, end: datetime) -> tuple[list[int], str]:
+def conversation_key(people_messages: int, routes: str) -> str:
+    """What the conversation list's filters read of a conversation: "y" if people handled it, else "n",
+    then its routes ("|intent>destination|…")."""
+    return ("y" if people_messages else "n") + routes
+
+
+def rebuild_conversations(start: datetime, end: datetime) -> tuple[list[int], str, str]:
     """The rollups of the conversations started in [start, end): their messages counted and costed,
     their routes, and their CSV row made (CSV_HEADER: the conversation, when it started in the site's
     time zone, its state, customer messages, with people or not, model cost). Returns ([conversations
-    started, how many of them people handled], their CSV lines newest first as the export lists them)."""
+    started, how many of them people handled], their CSV lines newest first as the export lists them,
+    their conversation_key()s in the same order, a line each)."""
     figures: dict[Any, dict[str, Any]] = {}
     for row in (
         Message.objects.filter(conversation__created_at__gte=start, conversation__created_at__lt=end)
@@ -488,7 +504,8 @@ def rebuild_conversations(start: datetime, end: datetime) -> tuple[list[int], st
     )
     rows.sort(key=lambda row: (row.created_at, row.conversation_id), reverse=True)
     lines = "".join(f"{row.line}\r\n" for row in rows)
-    return [len(rows), sum(1 for row in rows if row.people_messages)], lines
+    keys = "".join(f"{conversation_key(row.people_messages, row.routes)}\n" for row in rows)
+    return [len(rows), sum(1 for row in rows if row.people_messages)], lines, keys
 
 
 def _compared(row: ConversationRollup) -> tuple[Any, ...]:
@@ -609,27 +626,48 @@ def conversations(start: datetime, end: datetime) -> QuerySet[ConversationRollup
     return ConversationRollup.objects.filter(created_at__gte=start, created_at__lt=end)
 
 
-def conversation_lines(start: datetime, end: datetime, hours_at_once: int = 48) -> Iterator[str]:
-    """The CSV lines of every conversation started in [start, end), newest first, up to date: the hour
-    rollups' conversation_lines of the whole hours inside, and the conversations' rows at either end
-    where the range starts or ends within an hour (a time zone with a half-hour offset). A few dozen
-    hours at a time (memory stays bounded however long the range)."""
+def conversation_lines(
+    start: datetime, end: datetime, keep: Callable[[str], bool] | None = None, hours_at_once: int = 48
+) -> Iterator[str]:
+    """The CSV lines of the conversations started in [start, end), newest first, up to date; with
+    `keep`, only those whose conversation_key() it keeps (the list's filters). They come from the hour
+    rollups' conversation_lines (and conversation_keys) of the whole hours inside, and from the
+    conversations' rows at either end where the range starts or ends within an hour (a time zone with a
+    half-hour offset). A few dozen hours at a time, a string of lines each (memory stays bounded
+    however long the range)."""
     refresh(within=(hour_of(start), end))
     first = hour_of(start)
     if first < start:
         first += HOUR
     last = max(hour_of(end), first)
-    rows = ConversationRollup.objects.order_by("-created_at", "-conversation_id").values_list("line", flat=True)
+    rows = ConversationRollup.objects.order_by("-created_at", "-conversation_id")
+
+    def edge(since: datetime, until: datetime) -> str:
+        found = rows.filter(created_at__gte=since, created_at__lt=until)
+        return "".join(
+            f"{line}\r\n"
+            for line, people, routes in found.values_list("line", "people_messages", "routes")
+            if keep is None or keep(conversation_key(people, routes))
+        )
+
     if last < end:
-        yield "".join(f"{line}\r\n" for line in rows.filter(created_at__gte=last, created_at__lt=end))
+        yield edge(last, end)
     until = last
     while until > first:
         since = max(first, until - hours_at_once * HOUR)
         hours = HourRollup.objects.filter(hour__gte=since, hour__lt=until).order_by("-hour")
-        yield "".join(hours.values_list("conversation_lines", flat=True))
+        if keep is None:
+            yield "".join(hours.values_list("conversation_lines", flat=True))
+        else:
+            kept: list[str] = []
+            for lines, keys in hours.values_list("conversation_lines", "conversation_keys"):
+                if lines:
+                    pairs = zip(lines.split("\r\n")[:-1], keys.split("\n")[:-1], strict=True)
+                    kept += [f"{line}\r\n" for line, key in pairs if keep(key)]
+            yield "".join(kept)
         until = since
     if start < first:
-        yield "".join(f"{line}\r\n" for line in rows.filter(created_at__gte=start, created_at__lt=min(first, end)))
+        yield edge(start, min(first, end))
 
 
 def add(total: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:

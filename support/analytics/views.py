@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -247,30 +246,38 @@ CONVERSATIONS_PAGE = 50
 CONVERSATION_FILTERS = ("intent", "destination", "people")
 
 
-def _conversations(request: HttpRequest, date_from: Any, date_to: Any) -> QuerySet[ConversationRollup]:
-    """Conversations started in the range (their rollups, up to date), newest first, narrowed by
-    ?intent= (as the intents table names them), ?destination= and ?people=yes|no."""
-    start, end = day_bounds(date_from, date_to)
-    found = rollups.conversations(start, end)
+def _conversation_filter(request: HttpRequest) -> Callable[[str], bool] | None:
+    """What ?intent= (as the intents table names them), ?destination= and ?people=yes|no keep, as a
+    test of a conversation's rollups.conversation_key(): "y" or "n" (people handled it or not), then a
+    route "|intent>destination|" for each of its customer messages. None: no filter."""
     intent = request.GET.get("intent")
     destination = request.GET.get("destination")
     if destination not in rollups.DESTINATIONS:
         destination = ""
-    # A customer message of the conversation with that intent and (if asked) that destination: its
-    # rollup's routes name each as "|intent>destination|".
+    tests: list[Callable[[str], bool]] = []
     if intent == SMALL_TALK:
         ending = re.escape(destination) + r"\|" if destination else ""
-        found = found.filter(routes__regex=r"\|" + re.escape(smalltalk.PREFIX) + r"[^|>]*>" + ending)
+        search = re.compile(r"\|" + re.escape(smalltalk.PREFIX) + r"[^|>]*>" + ending).search
+        tests.append(lambda key: search(key) is not None)
     elif intent:
         token = rollups.route_token("" if intent == NO_INTENT else intent, destination)
-        found = found.filter(routes__contains=f"|{token}|" if destination else f"|{token}")
+        route = f"|{token}|" if destination else f"|{token}"
+        tests.append(lambda key: route in key)
     elif destination:
-        found = found.filter(**{f"to_{destination}__gt": 0})
-    if request.GET.get("people") == "yes":
-        found = found.filter(people_messages__gt=0)
-    elif request.GET.get("people") == "no":
-        found = found.filter(people_messages=0)
-    return found.order_by("-created_at", "-conversation_id")
+        sent = f">{destination}|"
+        tests.append(lambda key: sent in key)
+    people = {"yes": "y", "no": "n"}.get(request.GET.get("people", ""))
+    if people:
+        tests.append(lambda key: key.startswith(people))
+    if len(tests) > 1:
+        return lambda key: all(test(key) for test in tests)
+    return tests[0] if tests else None
+
+
+def _conversation_lines(request: HttpRequest, date_from: Any, date_to: Any) -> Iterator[str]:
+    """The CSV lines (rollups.CSV_HEADER) of the conversations started in the range that the request's
+    filters keep, newest first, a string of many lines at a time: the page and the export read the same."""
+    return rollups.conversation_lines(*day_bounds(date_from, date_to), keep=_conversation_filter(request))
 
 
 @require_GET
@@ -285,14 +292,20 @@ def conversations(request: HttpRequest) -> HttpResponse:
         page = max(1, int(request.GET.get("page", "1")))
     except ValueError:
         page = 1
-    found = _conversations(request, date_from, date_to)
-    rows = list(found[(page - 1) * CONVERSATIONS_PAGE : page * CONVERSATIONS_PAGE + 1])
+    lines = (line for chunk in _conversation_lines(request, date_from, date_to) for line in chunk.split("\r\n")[:-1])
+    # The page's conversations (and whether one follows), by the first cell of their lines.
+    ids = [
+        line.split(",", 1)[0]
+        for line in itertools.islice(lines, (page - 1) * CONVERSATIONS_PAGE, page * CONVERSATIONS_PAGE + 1)
+    ]
+    found = {str(pk): row for pk, row in ConversationRollup.objects.in_bulk(ids[:CONVERSATIONS_PAGE]).items()}
     filters = {key: request.GET[key] for key in CONVERSATION_FILTERS if request.GET.get(key)}
     query = _range_query(date_from, date_to, **filters)
     context = {
-        "rows": rows[:CONVERSATIONS_PAGE],
+        # (One erased since its line was read: left out.)
+        "rows": [found[pk] for pk in ids[:CONVERSATIONS_PAGE] if pk in found],
         "page": page,
-        "next_page": page + 1 if len(rows) > CONVERSATIONS_PAGE else None,
+        "next_page": page + 1 if len(ids) > CONVERSATIONS_PAGE else None,
         "previous_page": page - 1 if page > 1 else None,
         "date_from": date_from.isoformat(),
         "date_to": date_to.isoformat(),
@@ -302,54 +315,6 @@ def conversations(request: HttpRequest) -> HttpResponse:
         "time_zone": settings.TIME_ZONE,
     }
     return render(request, "analytics/conversations.html", context)
-
-
-# The conversation export reads this many rows a query.
-EXPORT_ROWS = 20_000
-
-
-def _conversation_csv(request: HttpRequest, date_from: Any, date_to: Any) -> Iterator[str]:
-    """The conversation list as CSV (filtered as the page filters them): each line is its rollup's, made
-    when the rollup was. Unfiltered, the lines come an hour at a time from the hour rollups. Filtered,
-    they are read EXPORT_ROWS at a time (memory stays bounded however long the range):
-    each chunk is one query through the index, from where the last one ended to the EXPORT_ROWS-th
-    row after it (found first, reading the index alone)."""
-    yield rollups.CSV_HEADER
-    if not any(request.GET.get(key) for key in CONVERSATION_FILTERS):
-        # All of them: the hour rollups hold their lines, an hour's in one value.
-        yield from rollups.conversation_lines(*day_bounds(date_from, date_to))
-        return
-    found = _conversations(request, date_from, date_to)
-    after: tuple[Any, Any] | None = None
-    while True:
-        rest = found
-        if after is not None:
-            # (created_at, id) < after, with the bound on created_at alone as well: an index range
-            # the database can seek to, not a filter over every row before it.
-            rest = rest.filter(
-                Q(created_at__lt=after[0]) | Q(created_at=after[0], conversation_id__lt=after[1]),
-                created_at__lte=after[0],
-            )
-        until = rest.values_list("created_at", "conversation_id")[EXPORT_ROWS - 1 : EXPORT_ROWS].first()
-        chunk = rest
-        if until is not None:
-            chunk = chunk.filter(
-                Q(created_at__gt=until[0]) | Q(created_at=until[0], conversation_id__gte=until[1]),
-                created_at__gte=until[0],
-            )
-        sql, params = chunk.values_list("line").query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            # A few hundred rows at a time: tens of thousands of row tuples alive until the chunk is
-            # joined set off the garbage collector's full collections (80 ms each, measured).
-            parts = []
-            while rows := cursor.fetchmany(500):
-                parts.append("".join([f"{line}\r\n" for (line,) in rows]))
-        if parts:
-            yield "".join(parts)
-        if until is None:
-            return
-        after = until
 
 
 EXPORTS = ("summary", "series", "reasons", "intents", "conversations")
@@ -394,7 +359,8 @@ def export(request: HttpRequest, table: str) -> HttpResponseBase:
         keys += ["checked", "accuracy"]
         rows = [keys, *([row[key] if row[key] is not None else "" for key in keys] for row in found)]
     else:
-        return _download(_conversation_csv(request, date_from, date_to), table, date_from, date_to)
+        lines = _conversation_lines(request, date_from, date_to)
+        return _download(itertools.chain([rollups.CSV_HEADER], lines), table, date_from, date_to)
     return _download(_csv_chunks(rows), table, date_from, date_to)
 
 

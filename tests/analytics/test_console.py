@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import date
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from support.analytics import rollups, views
+from support.analytics import rollups
+from support.analytics.stats import day_bounds
 from support.conversations.models import Conversation, Message, Role, Tier
 from support.review.models import Label
 from tests.analytics.conftest import answer, at, make
@@ -181,22 +183,24 @@ def test_the_conversation_export_lists_each_conversation_as_the_page_does(
         assert re.findall(r'data-conversation="([^"]+)"', page) == [row[0] for row in export[1:]], filters
 
 
-def test_the_conversation_export_reads_in_chunks_without_losing_or_repeating_a_row(
-    prices: None, agent: User, monkeypatch: pytest.MonkeyPatch
+def test_the_conversation_list_reads_hours_in_chunks_without_losing_or_repeating_a_row(
+    prices: None, agent: User
 ) -> None:
-    """Chunks of two rows, with conversations started at the same instant across their edges."""
+    """An hour a chunk, with conversations started at the same instant and in hours next to each other."""
     same = [conversation_at(at(11, 9)) for _ in range(5)]
-    others = [conversation_at(at(11, 10, minute)) for minute in range(4)]
+    others = [conversation_at(at(11, hour, 59)) for hour in (10, 11, 12, 14)]
     for conversation in others:
         make(conversation, conversation.created_at, Role.CUSTOMER, destination="large")
+    span = day_bounds(date(2024, 3, 10), date(2024, 3, 12))
+    whole = "".join(rollups.conversation_lines(*span))
+    assert "".join(rollups.conversation_lines(*span, hours_at_once=1)) == whole
+    expected = sorted(same + others, key=lambda c: (c.created_at, c.pk), reverse=True)
+    assert [line.split(",")[0] for line in whole.split("\r\n")[:-1]] == [str(c.pk) for c in expected]
+    large = "".join(rollups.conversation_lines(*span, keep=lambda key: ">large|" in key, hours_at_once=1))
+    assert [line.split(",")[0] for line in large.split("\r\n")[:-1]] == [str(c.pk) for c in reversed(others)]
     client = logged_in(agent)
-    whole = read_csv(client.get("/console/export/conversations.csv", RANGE))
-    monkeypatch.setattr(views, "EXPORT_ROWS", 2)
-    chunked = read_csv(client.get("/console/export/conversations.csv", RANGE))
-    assert chunked == whole and len(whole) == 1 + 9
-    assert {row[0] for row in whole[1:]} == {str(c.pk) for c in same + others}
-    large = read_csv(client.get("/console/export/conversations.csv", {**RANGE, "destination": "large"}))
-    assert [row[0] for row in large[1:]] == [str(c.pk) for c in reversed(others)]
+    exported = read_csv(client.get("/console/export/conversations.csv", {**RANGE, "destination": "large"}))
+    assert [row[0] for row in exported[1:]] == [str(c.pk) for c in reversed(others)]
 
 
 def test_the_whole_export_lists_what_the_filtered_one_does_in_a_zone_whose_days_start_mid_hour(
@@ -219,7 +223,7 @@ def test_the_whole_export_lists_what_the_filtered_one_does_in_a_zone_whose_days_
     assert [row[0] for row in whole[1:]] == [str(c.pk) for c in expected]
     assert not {row[0] for row in whole} & {str(c.pk) for c in outside}
     assert whole[1][1] == "2024-03-12T23:59:59+05:30" and whole[-1][1] == "2024-03-10T00:00:00+05:30"
-    # The filtered export (rows read one by one) says the same of the same conversations.
+    # The filtered export says the same of the same conversations (the edges' rows tested one by one).
     with_people = read_csv(client.get("/console/export/conversations.csv", {**RANGE, "people": "yes"}))
     without = read_csv(client.get("/console/export/conversations.csv", {**RANGE, "people": "no"}))
     assert with_people[1:] == [row for row in whole[1:] if row[4] == "yes"] and len(with_people) == 2

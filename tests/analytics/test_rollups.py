@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -180,14 +181,19 @@ def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(pr
     span = (date(2024, 3, 9), date(2024, 3, 14))
     read = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span), _conversations(span))
     lines = "".join(rollups.conversation_lines(*day_bounds(*span)))
+    people = "".join(rollups.conversation_lines(*day_bounds(*span), keep=lambda key: key.startswith("y")))
+    routes = {route: "".join(_lines_with(route, span)) for route in ("|late-delivery>", ">large|", "|>people|")}
     rollups.rebuild_all()
     rebuilt = (compute_stats(*span), series(*span, "day"), series(*span, "hour"), _intents(span), _conversations(span))
     assert read == rebuilt
     # The export's lines, an hour at a time, are the conversations' own, newest first.
-    assert lines == "".join(
-        f"{row.line}\r\n"
-        for row in rollups.conversations(*day_bounds(*span)).order_by("-created_at", "-conversation_id")
-    )
+    newest_first = rollups.conversations(*day_bounds(*span)).order_by("-created_at", "-conversation_id")
+    assert lines == "".join(f"{row.line}\r\n" for row in newest_first)
+    # And the filters' keys, kept with them, say what the conversations' rollups say.
+    assert people == "".join(f"{row.line}\r\n" for row in newest_first if row.people_messages)
+    for route, kept in routes.items():
+        assert kept == "".join(f"{row.line}\r\n" for row in newest_first if route in row.routes), route
+    assert routes["|late-delivery>"] and people
     assert read[0]["messages"] == len(questions) > 20
     # And each conversation's figures are what its messages say, counted here without the rollups.
     assert {pk: (*figures[:3], figures[4]) for pk, figures in read[4].items()} == {
@@ -199,6 +205,10 @@ def test_rollups_always_equal_a_rebuild_from_the_messages_after_random_writes(pr
         )
         for conversation in conversations
     }
+
+
+def _lines_with(route: str, span: tuple[date, date]) -> Iterator[str]:
+    return rollups.conversation_lines(*day_bounds(*span), keep=lambda key: route in key)
 
 
 def _conversations(span: tuple[date, date]) -> dict[Any, tuple[Any, ...]]:
