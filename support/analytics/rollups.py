@@ -430,8 +430,14 @@ def route_token(intent: str, destination: str) -> str:
     return f"{intent.replace('|', '/').replace('>', '/')}>{destination}"
 
 
+_BLANK_CONVERSATION = {"customer": 0, "people": 0, "cost": Decimal(0), **{f"to_{d}": 0 for d in DESTINATIONS}}
+# A conversation rollup's cost has the decimal places of its field: a sum of costs with more (SQLite
+# keeps what a message was given) is rounded to them, so that it compares equal to what was stored.
+_COST_PLACES = Decimal(1).scaleb(-ConversationRollup._meta.get_field("cost_usd").decimal_places)  # type: ignore[union-attr]
+
+
 def _blank_conversation() -> dict[str, Any]:
-    return {"customer": 0, "people": 0, "cost": Decimal(0), "routes": set(), **{f"to_{d}": 0 for d in DESTINATIONS}}
+    return {**_BLANK_CONVERSATION, "routes": set()}
 
 
 CSV_HEADER = "conversation,started,state,customer_messages,with_people,cost_usd\r\n"
@@ -457,7 +463,9 @@ def rebuild_conversations(start: datetime, end: datetime) -> tuple[list[int], st
         .annotate(n=Count("pk"), people=Count("pk", filter=PEOPLE), cost=Sum("cost_usd"))
     ):
         conversation, role, intent, destination, n, people, cost = row
-        item = figures.setdefault(conversation, _blank_conversation())
+        item = figures.get(conversation)
+        if item is None:
+            item = figures[conversation] = _blank_conversation()
         item["people"] += people
         item["cost"] += cost or 0
         if role == Role.CUSTOMER:
@@ -467,49 +475,52 @@ def rebuild_conversations(start: datetime, end: datetime) -> tuple[list[int], st
                 item[f"to_{destination}"] += n
     zone = timezone.get_default_timezone()
     empty = _blank_conversation()
-    rows = []
+    # Each conversation's CONVERSATION_FIELDS, as its rollup should have them.
+    made: dict[Any, tuple[Any, ...]] = {}
     started = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
     for pk, created_at, owner in started.values_list("pk", "created_at", "owner"):
         item = figures.get(pk, empty)
         started_at = created_at.astimezone(zone).isoformat(timespec="seconds")
         people = "yes" if item["people"] else "no"
-        rows.append(
-            ConversationRollup(
-                conversation_id=pk,
-                created_at=created_at,
-                owner=owner,
-                customer_messages=item["customer"],
-                to_small=item["to_small"],
-                to_large=item["to_large"],
-                to_people=item["to_people"],
-                people_messages=item["people"],
-                cost_usd=item["cost"],
-                routes="|" + "".join(f"{token}|" for token in sorted(item["routes"])),
-                line=f"{pk},{started_at},{owner},{item['customer']},{people},{item['cost']:.8f}",
-            )
+        cost = item["cost"].quantize(_COST_PLACES)
+        made[pk] = (
+            created_at,
+            owner,
+            item["customer"],
+            item["to_small"],
+            item["to_large"],
+            item["to_people"],
+            item["people"],
+            cost,
+            "|" + "".join(f"{token}|" for token in sorted(item["routes"])),
+            f"{pk},{started_at},{owner},{item['customer']},{people},{cost:.8f}",
         )
-    # Only what changed is written: under live traffic, a conversation or two of the hour.
+    # Only what changed is written (under live traffic, a conversation or two of the hour), compared
+    # field by field with what is stored (no model instance made of the rows that stay).
     stored = {
-        row.conversation_id: _compared(row)
-        for row in ConversationRollup.objects.filter(created_at__gte=start, created_at__lt=end)
+        pk: tuple(values)
+        for pk, *values in ConversationRollup.objects.filter(created_at__gte=start, created_at__lt=end).values_list(
+            "conversation_id", *CONVERSATION_FIELDS
+        )
     }
-    gone = set(stored) - {row.conversation_id for row in rows}
+    gone = set(stored) - set(made)
     if gone:
         ConversationRollup.objects.filter(conversation__in=gone).delete()
     ConversationRollup.objects.bulk_create(
-        [row for row in rows if stored.get(row.conversation_id) != _compared(row)],
+        [
+            ConversationRollup(conversation_id=pk, **dict(zip(CONVERSATION_FIELDS, values, strict=True)))
+            for pk, values in made.items()
+            if stored.get(pk) != values
+        ],
         update_conflicts=True,
         unique_fields=["conversation"],
         update_fields=CONVERSATION_FIELDS,
     )
-    rows.sort(key=lambda row: (row.created_at, row.conversation_id), reverse=True)
-    lines = "".join(f"{row.line}\r\n" for row in rows)
-    keys = "".join(f"{conversation_key(row.people_messages, row.routes)}\n" for row in rows)
-    return [len(rows), sum(1 for row in rows if row.people_messages)], lines, keys
-
-
-def _compared(row: ConversationRollup) -> tuple[Any, ...]:
-    return tuple(getattr(row, field) for field in CONVERSATION_FIELDS)
+    newest_first = sorted(made.items(), key=lambda pair: (pair[1][0], pair[0]), reverse=True)
+    people_at, routes_at, line_at = (CONVERSATION_FIELDS.index(name) for name in ("people_messages", "routes", "line"))
+    lines = "".join(f"{values[line_at]}\r\n" for _, values in newest_first)
+    keys = "".join(f"{conversation_key(values[people_at], values[routes_at])}\n" for _, values in newest_first)
+    return [len(made), sum(1 for values in made.values() if values[people_at])], lines, keys
 
 
 CONVERSATION_FIELDS = (
