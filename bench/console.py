@@ -90,7 +90,7 @@ def main() -> None:
     from django.urls import Resolver404, resolve
     from django.utils import timezone
 
-    from support.analytics import rollups, seed
+    from support.analytics import rollups, seed, stats
     from support.conversations.models import Conversation, Message, Role, Tier
     from support.review.roles import make_agent
 
@@ -114,12 +114,9 @@ def main() -> None:
     in_range = Message.objects.filter(
         role=Role.CUSTOMER, created_at__gte=rollups.day_hours(start)[0], created_at__lt=rollups.day_hours(today)[1]
     ).count()
-    top_intent = (
-        Message.objects.filter(role=Role.CUSTOMER, destination="small")
-        .exclude(intent="")
-        .values_list("intent", flat=True)
-        .first()
-    )
+    # The intent with the most customer messages in the range (its filtered export is the largest).
+    named = [row["intent"] for row in stats.by_intent(start, today)]
+    top_intent = next((name for name in named if name not in (stats.SMALL_TALK, stats.NO_INTENT)), "")
     urls = [
         f"/console/?{span}",
         f"/console/?{span}&step=hour",
@@ -137,6 +134,8 @@ def main() -> None:
         f"/console/export/conversations.csv?{span}",
         f"/console/export/conversations.csv?{span}&intent={top_intent}",
         f"/console/export/conversations.csv?{span}&people=yes",
+        f"/console/export/conversations.csv?{span}&intent=small+talk",
+        f"/console/export/conversations.csv?{span}&destination=large&people=no",
     ]
     try:
         resolve("/console/operating-point/")
