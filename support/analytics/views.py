@@ -269,8 +269,9 @@ def _conversation_filter(request: HttpRequest) -> Callable[[str], bool] | None:
     people = {"yes": "y", "no": "n"}.get(request.GET.get("people", ""))
     if people:
         tests.append(lambda key: key.startswith(people))
-    if len(tests) > 1:
-        return lambda key: all(test(key) for test in tests)
+    if len(tests) == 2:
+        first, second = tests
+        return lambda key: first(key) and second(key)
     return tests[0] if tests else None
 
 
