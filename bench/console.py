@@ -1,5 +1,5 @@
-"""The manager's console at scale (issue 12): every console page and CSV export for a 30-day range, timed
-on a database seeded with realistic synthetic traffic (`manage.py seed_traffic`).
+"""The manager's console at scale (issue 12): every console page and CSV export for a 30-day range, and
+the operators' /metrics, timed on a database seeded with realistic synthetic traffic (`manage.py seed_traffic`).
 
     .venv/bin/python bench/console.py [--messages 1000000] [--days 180] [--requests 20] [--data DIR]
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem_bench_console .venv/bin/python bench/console.py
@@ -137,11 +137,12 @@ def main() -> None:
         f"/console/export/conversations.csv?{span}&intent=small+talk",
         f"/console/export/conversations.csv?{span}&destination=large&people=no",
     ]
-    try:
-        resolve("/console/operating-point/")
-        urls.append("/console/operating-point/")
-    except Resolver404:
-        pass
+    for extra in ("/console/operating-point/", "/metrics"):
+        try:
+            resolve(extra)
+            urls.append(extra)
+        except Resolver404:
+            pass
     live_conversation = Conversation.objects.create()
 
     def live_message() -> None:

@@ -1,12 +1,15 @@
 """Metrics for Prometheus at /metrics, read from the database at each scrape.
 
 Several server processes answer requests, so counters kept in one process's memory would each tell a
-part of the story; the database holds all of it. Each scrape runs four aggregate queries (customer
-messages by destination and escalation reason; conversations waiting; large-model jobs and their
-latencies; the small model's and agents' answer times) and reads the serving small model's metadata.
-What is stored ages out with the purge of customers' data, so the message figures are gauges, not
-counters, and the latency histograms, built from all stored large-model jobs and answers, may go down
-after a purge (Prometheus takes that for a reset).
+part of the story; the database holds all of it. Customer messages by destination and escalation
+reason, and the small model's and agents' answer times, come from the console's rollups
+(support/analytics/rollups.py): every day's, and the last 24 clock hours' (this one and the 23 before,
+rebuilt first if a message changed them), so a scrape reads a row a day, not every message. Then two
+aggregate queries (conversations waiting; large-model jobs and their latencies) and the serving small
+model's metadata. What is stored ages out with the purge of customers' data, so the message figures are
+gauges, not counters, and the latency histograms may go down after a purge (Prometheus takes that for a
+reset). A change to an hour older than a day (a late answer to an old question) shows once the rollups'
+beat task has rebuilt it, within a minute.
 
 Access: an agent's or admin's session, or `Authorization: Bearer <TANDEM_METRICS_TOKEN>`.
 """
@@ -14,6 +17,7 @@ Access: an agent's or admin's session, or `Authorization: Bearer <TANDEM_METRICS
 from __future__ import annotations
 
 import hmac
+import itertools
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -30,16 +34,19 @@ from prometheus_client.registry import Collector
 
 from chatbot.routes import Destination, Reason
 from chatbot.small import model as small_model
-from support.conversations.models import Conversation, JobState, LargeJob, Message, Owner, Role, Tier
+from support.analytics import rollups
+from support.analytics.models import DayRollup, HourRollup
+from support.conversations.models import Conversation, JobState, LargeJob, Owner
 from support.permissions import is_agent
 
 RECENT = timedelta(hours=24)
 # Seconds: from the customer's message to the large model's first token, and to its whole answer.
 LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 # Seconds, from the customer's message to the small model's answer (measured in the server from the
-# moment the socket received the frame) and to an agent's reply.
-SMALL_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
-AGENT_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, 86400.0)
+# moment the socket received the frame) and to an agent's reply: bounds of the rollups' buckets
+# (rollups.LATENCY_BOUNDS, in milliseconds), so that each count is exact.
+SMALL_BUCKETS = (0.001, 0.002, 0.005, 0.012, 0.02, 0.05, 0.12, 0.3, 0.5, 1.2)
+AGENT_BUCKETS = (12.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
 UNROUTED = "unrouted"
 WAITING_OWNERS = (Owner.PENDING, Owner.PEOPLE)
 
@@ -50,28 +57,26 @@ def _seconds(delta: timedelta | None) -> float:
 
 class TandemCollector(Collector):
     def collect(self) -> Iterator[Metric]:
-        yield from self._messages()
+        every, recent = _rolled_up()
+        yield from self._messages(every, recent)
         yield from self._waiting()
         yield from self._large_jobs()
-        yield from self._answer_times()
+        yield from self._answer_times(every)
         yield from self._models()
 
-    def _messages(self) -> Iterator[Metric]:
-        since = timezone.now() - RECENT
-        rows = (
-            Message.objects.filter(role=Role.CUSTOMER)
-            .order_by()
-            .values_list("destination", "escalation_reason")
-            .annotate(every=Count("pk"), recent=Count("pk", filter=Q(created_at__gte=since)))
-        )
+    def _messages(self, every: dict[str, Any], recent: dict[str, Any]) -> Iterator[Metric]:
         destinations = {destination.value: [0, 0] for destination in Destination}
+        destinations[UNROUTED] = [0, 0]
         reasons = {reason.value: [0, 0] for reason in Reason}
-        for destination, reason, every, recent in rows:
-            for table, key in ((destinations, destination or UNROUTED), (reasons, reason)):
-                if key:
-                    counts = table.setdefault(key, [0, 0])
-                    counts[0] += every
-                    counts[1] += recent
+        for column, figures in enumerate((every, recent)):
+            for destination, count in figures.get("destinations", {}).items():
+                destinations.setdefault(destination, [0, 0])[column] += count
+            # The rollups count a message the router sent nowhere with people, and apart.
+            unrouted = figures.get("unrouted", 0)
+            destinations[Destination.PEOPLE.value][column] -= unrouted
+            destinations[UNROUTED][column] += unrouted
+            for reason, count in figures.get("escalations", {}).items():
+                reasons.setdefault(reason, [0, 0])[column] += count
         described = {
             "customer_messages": (
                 destinations,
@@ -84,11 +89,13 @@ class TandemCollector(Collector):
         for name, (table, label, documentation) in described.items():
             every_family = GaugeMetricFamily(f"tandem_{name}", documentation + ".", labels=[label])
             recent_family = GaugeMetricFamily(
-                f"tandem_{name}_24h", documentation + ", in the last 24 hours.", labels=[label]
+                f"tandem_{name}_24h",
+                documentation + ", in the last 24 hours (whole clock hours: this one and the 23 before).",
+                labels=[label],
             )
-            for key, (every, recent) in sorted(table.items()):
-                every_family.add_metric([key], every)
-                recent_family.add_metric([key], recent)
+            for key, (all_stored, lately) in sorted(table.items()):
+                every_family.add_metric([key], all_stored)
+                recent_family.add_metric([key], lately)
             yield every_family
             yield recent_family
 
@@ -154,30 +161,23 @@ class TandemCollector(Collector):
                 name, documentation, buckets=buckets, sum_value=max(0.0, _seconds(figures[f"{key}_sum"]))
             )
 
-    def _answer_times(self) -> Iterator[Metric]:
-        """Histograms of the small model's answers and agents' replies (Message.latency_ms), one query."""
+    def _answer_times(self, every: dict[str, Any]) -> Iterator[Metric]:
+        """Histograms of the small model's answers and agents' replies (Message.latency_ms), from the
+        rollups' buckets."""
         families = (
-            (Tier.SMALL, SMALL_BUCKETS, "tandem_small_model_answer_seconds", "the small model's answer (server side)"),
-            (Tier.AGENT, AGENT_BUCKETS, "tandem_agent_reply_seconds", "an agent's reply"),
+            ("small", SMALL_BUCKETS, "tandem_small_model_answer_seconds", "the small model's answer (server side)"),
+            ("agent", AGENT_BUCKETS, "tandem_agent_reply_seconds", "an agent's reply"),
         )
-        aggregates: dict[str, Any] = {}
-        for tier, bounds, _, _ in families:
-            timed = Q(tier=tier)
-            aggregates[f"{tier}_count"] = Count("pk", filter=timed)
-            aggregates[f"{tier}_sum"] = Sum("latency_ms", filter=timed)
-            for number, bound in enumerate(bounds):
-                aggregates[f"{tier}_{number}"] = Count("pk", filter=timed & Q(latency_ms__lte=bound * 1000))
-        figures = Message.objects.filter(tier__in=[tier for tier, *_ in families], latency_ms__isnull=False).aggregate(
-            **aggregates
-        )
-        for tier, bounds, name, documentation in families:
-            buckets = [(str(bound), figures[f"{tier}_{number}"]) for number, bound in enumerate(bounds)]
-            buckets.append(("+Inf", figures[f"{tier}_count"]))
+        for kind, bounds, name, documentation in families:
+            counts = every.get("latency", {}).get(kind) or [0] * len(rollups.LATENCY_BOUNDS)
+            running = list(itertools.accumulate(counts))
+            buckets = [(str(bound), running[rollups.LATENCY_BOUNDS.index(round(bound * 1000))]) for bound in bounds]
+            buckets.append(("+Inf", running[-1]))
             yield HistogramMetricFamily(
                 name,
                 f"From a customer's message to {documentation}.",
                 buckets=buckets,
-                sum_value=(figures[f"{tier}_sum"] or 0) / 1000,
+                sum_value=every.get("latency_sum_ms", {}).get(kind, 0) / 1000,
             )
 
     def _models(self) -> Iterator[Metric]:
@@ -199,6 +199,21 @@ class TandemCollector(Collector):
             "The large model configured.",
             value={"model": settings.TANDEM_LLM_MODEL_NAME, "backend": settings.TANDEM_LLM_BACKEND.rsplit(".", 1)[-1]},
         )
+
+
+def _rolled_up() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The rollups' figures of every customer message stored, and of those of the last 24 clock hours
+    (this one and the 23 before, rebuilt first where stale)."""
+    this_hour = rollups.hour_of(timezone.now())
+    since = this_hour - (RECENT - rollups.HOUR)
+    rollups.refresh(within=(since, this_hour + rollups.HOUR))
+    every: dict[str, Any] = {}
+    for figures in DayRollup.objects.values_list("figures", flat=True):
+        rollups.add(every, figures)
+    recent: dict[str, Any] = {}
+    for figures in HourRollup.objects.filter(hour__gte=since).values_list("figures", flat=True):
+        rollups.add(recent, figures)
+    return every, recent
 
 
 registry = CollectorRegistry(auto_describe=False)

@@ -196,6 +196,11 @@ def _blank_figures() -> dict[str, Any]:
         "ratings_by_destination": {name: [0, 0] for name in DESTINATIONS},
         # Answer times: counts per LATENCY_BOUNDS bucket (see percentile()).
         "latency": {kind: [0] * len(LATENCY_BOUNDS) for kind in LATENCIES},
+        # And their sums (a Prometheus histogram has one: support/metrics.py).
+        "latency_sum_ms": dict.fromkeys(LATENCIES, 0),
+        # Customer messages the router sent nowhere (they waited for the agent who owned the
+        # conversation): counted with people above, apart here.
+        "unrouted": 0,
     }
 
 
@@ -218,6 +223,8 @@ def _figures(customer: QuerySet[Message]) -> tuple[dict[str, Any], dict[str, dic
             item["destinations"][_destination(destination)] += n
             if reason:
                 item["escalations"][reason] = item["escalations"].get(reason, 0) + n
+        if destination not in DESTINATIONS:
+            total["unrouted"] += n
     if not total["messages"]:
         return {}, {}
 
@@ -252,17 +259,20 @@ def _figures(customer: QuerySet[Message]) -> tuple[dict[str, Any], dict[str, dic
                 item["ratings"][tier][side] += n
         total["ratings_by_destination"][_destination(destination)][side] += n
 
-    histograms = total["latency"]
+    histograms, sums = total["latency"], total["latency_sum_ms"]
     for tier, latency, first_token in answers.filter(
         Q(latency_ms__isnull=False) | Q(first_token_ms__isnull=False)
     ).values_list("tier", "latency_ms", "first_token_ms"):
         if tier == Tier.LARGE:
             if first_token is not None:
                 histograms["large_first_token"][bucket(first_token)] += 1
+                sums["large_first_token"] += first_token
             if latency is not None:
                 histograms["large"][bucket(latency)] += 1
+                sums["large"] += latency
         elif tier in ("small", "agent") and latency is not None:
             histograms[tier][bucket(latency)] += 1
+            sums[tier] += latency
 
     from support.review.models import Label
 

@@ -64,8 +64,14 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        # Flood control counts the conversations waiting for the large model on every escalation.
-        indexes = [models.Index(fields=["owner"], condition=models.Q(owner="pending"), name="conversation_pending")]
+        indexes = [
+            # Flood control counts the conversations waiting for the large model on every escalation.
+            models.Index(fields=["owner"], condition=models.Q(owner="pending"), name="conversation_pending"),
+            # Each metrics scrape counts those waiting, for the large model or for people, and finds the
+            # longest wait: a few rows among hundreds of thousands. (Not a partial index: SQLite uses
+            # one only where the query's own terms prove its condition, never with bound parameters.)
+            models.Index(fields=["owner", "escalated_at"], name="conversation_waiting"),
+        ]
 
     def __str__(self) -> str:
         return f"Conversation {self.id}"

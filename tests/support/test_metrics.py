@@ -16,6 +16,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatbot.small import model as small_model
+from support.analytics import rollups
+from support.analytics.tasks import refresh_rollups
 from support.conversations.models import Conversation, JobState, LargeJob, Message, Owner, Role, Tier
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +43,8 @@ def customer(conversation: Conversation, destination: str, reason: str = "", day
     if days_ago:
         Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(days=days_ago))
         message.refresh_from_db()
+        # As a save would (the rollups' signal): the hour it left and the hour it is in changed.
+        rollups.mark([timezone.now(), message.created_at])
     return message
 
 
@@ -117,6 +121,12 @@ def test_a_signed_in_visitor_is_refused_with_403(visitor: User) -> None:
 
 
 def test_the_numbers_match_the_messages_stored(staff: Client, traffic: None) -> None:
+    """The last 24 hours' figures at once; a change to an older hour once the rollups' beat task
+    (refresh_rollups, every minute) has rebuilt it."""
+    before = scrape(staff)
+    assert before[("tandem_customer_messages_24h", (("destination", "small"),))] == 2
+    assert before[("tandem_customer_messages", (("destination", "small"),))] == 2  # the older hour: not yet
+    refresh_rollups()
     figures = scrape(staff)
 
     def value(name: str, **labels: str) -> float:
@@ -164,17 +174,31 @@ def test_the_model_versions_are_named(staff: Client, small_model_dir: object) ->
     assert dict(large[0])["model"]
 
 
-def test_a_scrape_is_a_few_aggregate_queries_however_many_messages(staff: Client, traffic: None) -> None:
+def test_a_scrape_reads_the_rollups_not_every_message(staff: Client, traffic: None) -> None:
+    refresh_rollups()
     with CaptureQueriesContext(connection) as queries:
         scrape(staff)
 
-    # The session and the user's groups, then the metrics' own four.
+    # The session and the user's groups, then the metrics' own: stale hours (none), the day rollups,
+    # the last 24 hours' rollups, conversations waiting, large-model jobs.
     metrics = [
-        query
+        query["sql"]
         for query in queries.captured_queries
         if "auth_" not in query["sql"] and "django_session" not in query["sql"]
     ]
-    assert len(metrics) == 4, [query["sql"][:120] for query in metrics]
+    assert len(metrics) == 5, [sql[:120] for sql in metrics]
+    # (The large-model jobs join their messages; nothing reads the messages table itself.)
+    assert not [sql for sql in metrics if 'FROM "conversations_message"' in sql]
+
+
+def test_an_unrouted_message_counts_apart_from_those_sent_to_people(staff: Client, traffic: None) -> None:
+    bot = Conversation.objects.create(owner=Owner.HUMAN)
+    customer(bot, "")
+    figures = scrape(staff)
+
+    assert figures[("tandem_customer_messages", (("destination", "unrouted"),))] == 1
+    assert figures[("tandem_customer_messages_24h", (("destination", "unrouted"),))] == 1
+    assert figures[("tandem_customer_messages", (("destination", "people"),))] == 1
 
 
 def test_a_scraper_asking_for_openmetrics_gets_it(staff: Client, traffic: None) -> None:
