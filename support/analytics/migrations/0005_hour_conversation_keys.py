@@ -1,6 +1,7 @@
 """Hour rollups keep what the conversation list's filters read of the conversations started in them
-(their keys, aligned with their CSV lines): every hour is marked stale (the console, the beat task or
-`manage.py rollups` rebuild them). On a PostgreSQL built with lz4, both columns are compressed with it:
+(their keys, aligned with their CSV lines), and their figures gain the sums of answer times and the
+count of unrouted messages (/metrics reads them): every hour is marked stale (the console, the beat
+task or `manage.py rollups` rebuild them). On a PostgreSQL built with lz4, both columns are compressed with it:
 a month's lines and keys (about 10 MB at 2,500 conversations a day) read about a third faster than with
 the default pglz, and take half the space."""
 
