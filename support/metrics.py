@@ -2,14 +2,16 @@
 
 Several server processes answer requests, so counters kept in one process's memory would each tell a
 part of the story; the database holds all of it. Customer messages by destination and escalation
-reason, and the small model's and agents' answer times, come from the console's rollups
-(support/analytics/rollups.py): every day's, and the last 24 clock hours' (this one and the 23 before,
-rebuilt first if a message changed them), so a scrape reads a row a day, not every message. Then two
-aggregate queries (conversations waiting; large-model jobs and their latencies) and the serving small
-model's metadata. What is stored ages out with the purge of customers' data, so the message figures are
-gauges, not counters, and the latency histograms may go down after a purge (Prometheus takes that for a
-reset). A change to an hour older than a day (a late answer to an old question) shows once the rollups'
-beat task has rebuilt it, within a minute.
+reason, and the answer times (the large model's first token and whole answer, the small model's
+answer, an agent's reply), come from the console's rollups (support/analytics/rollups.py): every
+day's, and the last 24 clock hours' (this one and the 23 before, rebuilt first if a message changed
+them), so a scrape reads a row a day, not every message. Then two counts through indexes
+(conversations waiting; large-model jobs by state) and the serving small model's metadata. What is
+stored ages out with the purge of customers' data, so the message figures are gauges, not counters,
+and the latency histograms may go down after a purge (Prometheus takes that for a reset). A change
+to an hour older than a day (a late answer to an old question) shows once the rollups' beat task has
+rebuilt it, within a minute. The large model's times are its answers' (a job that failed after its
+first token is not in them).
 
 Access: an agent's or admin's session, or `Authorization: Bearer <TANDEM_METRICS_TOKEN>`.
 """
@@ -23,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -41,7 +43,7 @@ from support.permissions import is_agent
 
 RECENT = timedelta(hours=24)
 # Seconds: from the customer's message to the large model's first token, and to its whole answer.
-LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+LATENCY_BUCKETS = (0.5, 0.8, 1.2, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 30.0, 60.0, 120.0)
 # Seconds, from the customer's message to the small model's answer (measured in the server from the
 # moment the socket received the frame) and to an agent's reply: bounds of the rollups' buckets
 # (rollups.LATENCY_BOUNDS, in milliseconds), so that each count is exact.
@@ -60,7 +62,7 @@ class TandemCollector(Collector):
         every, recent = _rolled_up()
         yield from self._messages(every, recent)
         yield from self._waiting()
-        yield from self._large_jobs()
+        yield from self._large_jobs(every)
         yield from self._answer_times(every)
         yield from self._models()
 
@@ -125,60 +127,56 @@ class TandemCollector(Collector):
         yield waiting
         yield oldest
 
-    def _large_jobs(self) -> Iterator[Metric]:
-        to_first_token = ExpressionWrapper(F("first_token_at") - F("message__created_at"), output_field=DurationField())
-        to_answer = ExpressionWrapper(F("finished_at") - F("message__created_at"), output_field=DurationField())
-        answered = Q(state=JobState.ANSWERED, finished_at__isnull=False)
-        aggregates: dict[str, Any] = {
-            **{f"state_{state}": Count("pk", filter=Q(state=state)) for state in JobState.values},
-            "first_token_count": Count("pk", filter=Q(first_token_at__isnull=False)),
-            "first_token_sum": Sum("to_first_token"),
-            "answer_count": Count("pk", filter=answered),
-            "answer_sum": Sum("to_answer", filter=answered),
-        }
-        for number, bound in enumerate(LATENCY_BUCKETS):
-            limit = timedelta(seconds=bound)
-            aggregates[f"first_token_{number}"] = Count("pk", filter=Q(to_first_token__lte=limit))
-            aggregates[f"answer_{number}"] = Count("pk", filter=answered & Q(to_answer__lte=limit))
-        figures = LargeJob.objects.annotate(to_first_token=to_first_token, to_answer=to_answer).aggregate(**aggregates)
-
+    def _large_jobs(self, every: dict[str, Any]) -> Iterator[Metric]:
+        # The jobs still owed an answer, and those that failed, are few: counted through the index on
+        # state. The answered ones are as many as the large model's answers (hundreds of thousands):
+        # those the rollups count, a stored answer each.
+        states = dict(
+            LargeJob.objects.filter(state__in=[state for state in JobState.values if state != JobState.ANSWERED])
+            .order_by()
+            .values_list("state")
+            .annotate(n=Count("pk"))
+        )
+        states[JobState.ANSWERED] = every.get("large_answers", [0])[0]
         jobs = GaugeMetricFamily(
             "tandem_large_model_jobs",
             "Large-model jobs by state: queued, started and streaming are the large model's queue.",
             labels=["state"],
         )
         for state in JobState.values:
-            jobs.add_metric([state], figures[f"state_{state}"])
+            jobs.add_metric([state], states.get(state, 0))
         yield jobs
-        for key, documentation in (
-            ("first_token", "From a customer's message to the large model's first token."),
-            ("answer", "From a customer's message to the large model's whole answer."),
-        ):
-            name = f"tandem_large_model_{key}_seconds"
-            buckets = [(str(bound), figures[f"{key}_{number}"]) for number, bound in enumerate(LATENCY_BUCKETS)]
-            buckets.append(("+Inf", figures[f"{key}_count"]))
-            yield HistogramMetricFamily(
-                name, documentation, buckets=buckets, sum_value=max(0.0, _seconds(figures[f"{key}_sum"]))
-            )
+        yield _histogram(
+            "tandem_large_model_first_token_seconds",
+            "From a customer's message to the large model's first token (of its answers).",
+            every,
+            "large_first_token",
+            LATENCY_BUCKETS,
+        )
+        yield _histogram(
+            "tandem_large_model_answer_seconds",
+            "From a customer's message to the large model's whole answer.",
+            every,
+            "large",
+            LATENCY_BUCKETS,
+        )
 
     def _answer_times(self, every: dict[str, Any]) -> Iterator[Metric]:
-        """Histograms of the small model's answers and agents' replies (Message.latency_ms), from the
-        rollups' buckets."""
-        families = (
-            ("small", SMALL_BUCKETS, "tandem_small_model_answer_seconds", "the small model's answer (server side)"),
-            ("agent", AGENT_BUCKETS, "tandem_agent_reply_seconds", "an agent's reply"),
+        """Histograms of the small model's answers and agents' replies (Message.latency_ms)."""
+        yield _histogram(
+            "tandem_small_model_answer_seconds",
+            "From a customer's message to the small model's answer (server side).",
+            every,
+            "small",
+            SMALL_BUCKETS,
         )
-        for kind, bounds, name, documentation in families:
-            counts = every.get("latency", {}).get(kind) or [0] * len(rollups.LATENCY_BOUNDS)
-            running = list(itertools.accumulate(counts))
-            buckets = [(str(bound), running[rollups.LATENCY_BOUNDS.index(round(bound * 1000))]) for bound in bounds]
-            buckets.append(("+Inf", running[-1]))
-            yield HistogramMetricFamily(
-                name,
-                f"From a customer's message to {documentation}.",
-                buckets=buckets,
-                sum_value=every.get("latency_sum_ms", {}).get(kind, 0) / 1000,
-            )
+        yield _histogram(
+            "tandem_agent_reply_seconds",
+            "From a customer's message to an agent's reply.",
+            every,
+            "agent",
+            AGENT_BUCKETS,
+        )
 
     def _models(self) -> Iterator[Metric]:
         try:
@@ -199,6 +197,20 @@ class TandemCollector(Collector):
             "The large model configured.",
             value={"model": settings.TANDEM_LLM_MODEL_NAME, "backend": settings.TANDEM_LLM_BACKEND.rsplit(".", 1)[-1]},
         )
+
+
+def _histogram(
+    name: str, documentation: str, every: dict[str, Any], kind: str, bounds: tuple[float, ...]
+) -> HistogramMetricFamily:
+    """A histogram of one of the rollups' answer times (rollups.LATENCIES), in seconds: its counts at
+    these bounds (each one of rollups.LATENCY_BOUNDS, in milliseconds), all of them, and their sum."""
+    counts = every.get("latency", {}).get(kind) or [0] * len(rollups.LATENCY_BOUNDS)
+    running = list(itertools.accumulate(counts))
+    buckets = [(str(bound), running[rollups.LATENCY_BOUNDS.index(round(bound * 1000))]) for bound in bounds]
+    buckets.append(("+Inf", running[-1]))
+    return HistogramMetricFamily(
+        name, documentation, buckets=buckets, sum_value=every.get("latency_sum_ms", {}).get(kind, 0) / 1000
+    )
 
 
 def _rolled_up() -> tuple[dict[str, Any], dict[str, Any]]:

@@ -7,7 +7,8 @@ messages with no intent), the large model the unsure and out-of-scope ones, peop
 and those asking for a person; each gets the answers, tokens, costs (priced by chatbot.costs as the
 product prices them) and latencies its tier would have, agents reply minutes later, some conversations
 are closed, customers rate some answers, and agents spot-check some small-tier answers and label some
-escalations. Rows are written in bulk (no protocol events; the rollups are rebuilt at the end).
+escalations. Rows are written in bulk, with the large model's job records (no protocol events; the
+rollups are rebuilt at the end).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from django.utils import timezone
 
 from chatbot import costs
 from support.analytics import rollups
-from support.conversations.models import Conversation, Message, Owner, Rating, Role, Tier
+from support.conversations.models import Conversation, JobState, LargeJob, Message, Owner, Rating, Role, Tier
 from support.review.models import Label, LabelKind
 
 BATCH = 5000
@@ -181,6 +182,7 @@ def _write_chunk(
     written["customer_messages"] += len(questions)
 
     answers: list[Message] = []
+    jobs: list[LargeJob] = []
     people: set[Any] = set()
     for question in questions:
         at = question.created_at
@@ -208,6 +210,14 @@ def _write_chunk(
                     created_at=at + timedelta(milliseconds=latency),
                 )
             )  # fmt: skip
+            # The queue's record of it, as a worker leaves it.
+            jobs.append(
+                LargeJob(
+                    message=question, conversation=question.conversation, state=JobState.ANSWERED, queued_at=at,
+                    attempt=1, first_token_at=at + timedelta(milliseconds=first_token),
+                    finished_at=at + timedelta(milliseconds=latency),
+                )
+            )  # fmt: skip
         else:
             people.add(question.conversation_id)
             if rng.random() < 0.93:
@@ -220,6 +230,7 @@ def _write_chunk(
                     )
                 )  # fmt: skip
     Message.objects.bulk_create(answers, batch_size=BATCH)
+    LargeJob.objects.bulk_create(jobs, batch_size=BATCH)
     written["answers"] += len(answers)
 
     closed = [c.pk for c in {q.conversation for q in questions} if c.pk in people and rng.random() < 0.7]

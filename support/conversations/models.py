@@ -259,7 +259,10 @@ class LargeJob(models.Model):
                 fields=["queued_at"],
                 condition=models.Q(state__in=["queued", "started", "streaming"]),
                 name="large_job_unfinished",
-            )
+            ),
+            # Each metrics scrape counts the jobs by state (one per large-model answer: hundreds of
+            # thousands) from the index alone.
+            models.Index(fields=["state"], name="large_job_state"),
         ]
 
     def __str__(self) -> str:

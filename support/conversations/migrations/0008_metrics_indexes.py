@@ -16,4 +16,8 @@ class Migration(migrations.Migration):
             model_name='conversation',
             index=models.Index(fields=['owner', 'escalated_at'], name='conversation_waiting'),
         ),
+        migrations.AddIndex(
+            model_name='largejob',
+            index=models.Index(fields=['state'], name='large_job_state'),
+        ),
     ]
