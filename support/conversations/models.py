@@ -68,8 +68,8 @@ class Conversation(models.Model):
             # Flood control counts the conversations waiting for the large model on every escalation.
             models.Index(fields=["owner"], condition=models.Q(owner="pending"), name="conversation_pending"),
             # Each metrics scrape counts those waiting, for the large model or for people, and finds the
-            # longest wait: a few rows among hundreds of thousands. (Not a partial index: SQLite uses
-            # one only where the query's own terms prove its condition, never with bound parameters.)
+            # longest wait: a few rows among hundreds of thousands. (Not a partial index: SQLite 3.40
+            # does not use one whose condition is an IN list for a query's IN list of bound parameters.)
             models.Index(fields=["owner", "escalated_at"], name="conversation_waiting"),
         ]
 

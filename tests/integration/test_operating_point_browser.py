@@ -53,29 +53,39 @@ def test_an_admin_picks_a_point_on_the_curve_the_live_router_uses_it_and_a_click
     try:
         page.wait_for_selector("body[data-chart-ready='true']", state="attached")
         assert "as trained" in page.inner_text("#now-serving")
-        # The lowest point on the chart that this question's confidence does not reach.
         points = page.evaluate("JSON.parse(document.getElementById('curve-data').textContent).points")
         shown = [point for point in points if point["y"] is not None]
-        above = [i for i, point in enumerate(shown) if float(point["threshold"]) > confidence]
-        assert above, f"no point on the curve above this question's confidence {confidence}"
-        # Points drawn on top of each other are one click: take the first one standing clear of the rest.
         drawn = page.evaluate("() => Chart.getChart('curve-chart').getDatasetMeta(0).data.map(p => [p.x, p.y])")
 
         def clear(i: int) -> bool:
+            # A click on its centre reaches it before any other point (Chart.js picks the nearest).
             return all(
-                (drawn[i][0] - other[0]) ** 2 + (drawn[i][1] - other[1]) ** 2 > 12**2
+                (drawn[i][0] - other[0]) ** 2 + (drawn[i][1] - other[1]) ** 2 > 2**2
                 for j, other in enumerate(drawn)
                 if j != i
             )
 
-        index = next((i for i in above if clear(i)), above[0])
-        target = shown[index]["threshold"]
+        def picked(threshold: str) -> None:
+            assert page.input_value("#pick-threshold") == threshold
+            assert f"Threshold {threshold}:" in page.inner_text("#picked-summary")
+            assert page.locator(f"#points tr.picked[data-threshold='{threshold}']").count() == 1
+
+        # A click on a point of the chart picks it (points drawn on top of each other are one click: one
+        # standing apart from the rest, above this question's confidence where one is).
+        above = [i for i, point in enumerate(shown) if float(point["threshold"]) > confidence]
+        assert above, f"no point on the curve above this question's confidence {confidence}"
+        standing = [i for i in range(len(shown)) if clear(i)]
+        assert standing, drawn
+        index = next((i for i in above if i in standing), standing[0])
         x, y = drawn[index]
         box = page.locator("#curve-chart").bounding_box()
         page.mouse.click(box["x"] + x, box["y"] + y)
-        assert page.input_value("#pick-threshold") == target
-        assert f"Threshold {target}:" in page.inner_text("#picked-summary")
-        assert page.locator(f"#points tr.picked[data-threshold='{target}']").count() == 1
+        picked(shown[index]["threshold"])
+        # The lowest point that this question's confidence does not reach, from its row in the table
+        # (the way to a point the chart draws under another).
+        target = shown[above[0]]["threshold"]
+        page.click(f"#points tr[data-threshold='{target}'] button.pick")
+        picked(target)
         page.fill("#pick-note", "Parcel questions were answered wrongly too often")
         page.click("#serve-point")
         page.wait_for_selector("text=The small tier answers at confidence")
