@@ -53,10 +53,6 @@ UNROUTED = "unrouted"
 WAITING_OWNERS = (Owner.PENDING, Owner.PEOPLE)
 
 
-def _seconds(delta: timedelta | None) -> float:
-    return delta.total_seconds() if delta is not None else 0.0
-
-
 class TandemCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         every, recent = _rolled_up()
@@ -123,7 +119,7 @@ class TandemCollector(Collector):
         for owner in WAITING_OWNERS:
             count, since = rows.get(owner, (0, None))
             waiting.add_metric([owner.value], count)
-            oldest.add_metric([owner.value], max(0.0, _seconds(now - since)) if since else 0.0)
+            oldest.add_metric([owner.value], max(0.0, (now - since).total_seconds()) if since else 0.0)
         yield waiting
         yield oldest
 
